@@ -1,0 +1,111 @@
+"""The integer semantics of a Loihi-style neuro core: THE contract every backend must meet.
+
+Written once, here, as plain NumPy functions over integer arrays. Lava process models,
+the Brian2 builder and the NumPy emulator are implementations of these rules and are
+tested against them spike for spike and voltage for voltage.
+
+Every rule cites the Lava 0.10.0 source it reproduces:
+
+* ``lava/proc/lif/models.py`` — ``AbstractPyLifModelFixed`` (``subthr_dynamics``,
+  ``scale_bias``, ``reset_voltage``, ``run_spk``) and ``PyLifModelBitAcc``
+  (``scale_threshold``, ``spiking_activation``).
+* ``lava/proc/dense/models.py`` — ``AbstractPyDenseModelBitAcc.run_spk``.
+* ``lava/magma/core/model/py/ports.py`` — ``PyInPortVectorDense.recv`` (summing
+  int32 activations into the int16-typed buffer promotes to int32: no 16-bit wrap).
+
+What it leaves out (as Lava's bit-accurate models do): refractory periods, axonal
+delays beyond the one-step dendritic buffer, learning, and Loihi's noise.
+
+Order of operations inside one time step ``t`` for one layer (canonical schedule):
+
+1. ``a[t] = shift(W @ s_in[t], weight_exp)`` — synaptic accumulation, then the layer's
+   weight exponent as a left shift (``weight_exp > 0``) or arithmetic right shift.
+2. ``u[t] = wrap24(trunc(u[t-1] * (4096 - (du + 1)) / 4096) + (a[t] << 6))``.
+3. ``v[t] = clip(trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << bias_exp),
+   -(2**23 - 1), 2**23 - 1)``.
+4. ``spike[t] = v[t] > (vth << 6)``; spiking neurons get ``v[t] = 0`` (``u`` is kept).
+
+Delays: in Lava every Dense/Conv connection sends the activation accumulated in the
+*previous* step, so input column ``t`` reaches layer ``k`` (0-based) at Lava step
+``t + 1 + k``. The canonical schedule used by the reference and the emulator has no
+delays; ``LAVA_DELAY_PER_LAYER`` converts between the two (the network is feed-forward,
+so a delay is a pure time shift).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --- constants (AbstractPyLifModelFixed.__init__) -------------------------------------
+DECAY_SHIFT = 12  # decays are 12-bit fractions of 4096
+DECAY_UNITY = 1 << DECAY_SHIFT
+DU_OFFSET = 1  # ds_offset: the current decay is du + 1, so du = 4095 clears u each step
+DV_OFFSET = 0  # dm_offset
+ACT_SHIFT = 6  # synaptic input is MSB-aligned: a << 6
+VTH_SHIFT = 6  # threshold is MSB-aligned: vth << 6
+UV_BITS = 24  # u and v are 24-bit registers
+MAX_UV = 1 << (UV_BITS - 1)
+LAVA_DELAY_PER_LAYER = 1  # each Dense sends last step's buffer (AbstractPyDenseModelBitAcc)
+
+# --- register ranges (PyLifModelBitAcc docstring, LavaPyType precisions) ---------------
+DECAY_MAX = 4095  # du, dv: unsigned 12 bit
+VTH_MAX = (1 << 17) - 1  # vth: unsigned 17 bit
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1  # signed 13 bit
+BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7  # unsigned 3 bit
+WEIGHT_MANT_MIN, WEIGHT_MANT_MAX = -256, 255  # clip_weights(num_bits=8) in lava/utils/weightutils.py
+ACTIVATION_BITS = 32  # a_out / a_in are int32 after port summation
+
+
+def decay(x: np.ndarray, decay_const: int | np.ndarray) -> np.ndarray:
+    """``trunc(x * (4096 - decay_const) / 4096)``: multiply, then shift the magnitude (round toward zero)."""
+    prod = x.astype(np.int64) * (DECAY_UNITY - np.asarray(decay_const, dtype=np.int64))
+    return (np.sign(prod) * np.right_shift(np.abs(prod), DECAY_SHIFT)).astype(np.int32)
+
+
+def wrap24(cur: np.ndarray) -> np.ndarray:
+    """Lava's 24-bit current wrap, reproduced literally (including its asymmetry).
+
+    ``subthr_dynamics``: values ``> 2**23`` lose ``2**24``; values ``<= -2**23`` gain
+    ``2**24`` (computed from the unwrapped value, as Lava does). ``+2**23`` itself stays.
+    """
+    cur = cur.astype(np.int64)
+    wrapped = np.where(cur > MAX_UV, cur - 2 * MAX_UV, cur)
+    wrapped = np.where(wrapped <= -MAX_UV, cur + 2 * MAX_UV, wrapped)
+    return wrapped.astype(np.int32)
+
+
+def apply_weight_exp(acc: np.ndarray, weight_exp: int) -> np.ndarray:
+    """Dense bit-accurate scaling: ``acc << weight_exp`` or ``acc >> -weight_exp`` (floor)."""
+    acc = acc.astype(np.int64)
+    out = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
+    return out.astype(np.int32)
+
+
+def effective_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
+    """``scale_bias``: ``bias_mant << bias_exp`` (right shift for negative exponents)."""
+    mant = np.asarray(bias_mant, dtype=np.int32)
+    exp = np.asarray(bias_exp, dtype=np.int32)
+    return np.where(exp >= 0, np.left_shift(mant, np.maximum(exp, 0)), np.right_shift(mant, np.maximum(-exp, 0)))
+
+
+def lif_step(
+    u: np.ndarray,
+    v: np.ndarray,
+    activation: np.ndarray,
+    du: int,
+    dv: int,
+    bias: np.ndarray,
+    vth: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One bit-accurate LIF update. Returns ``(u, v, spikes)``; inputs are not modified.
+
+    ``activation`` is the int32 synaptic input of this step (before the ``<< 6``),
+    ``bias`` the effective bias (``effective_bias``), ``vth`` the threshold mantissa
+    (per neuron or scalar). Works on any leading batch dimensions.
+    """
+    u_new = wrap24(decay(u, du + DU_OFFSET).astype(np.int64) + (activation.astype(np.int64) << ACT_SHIFT))
+    v_new = decay(v, dv + DV_OFFSET).astype(np.int64) + u_new + bias
+    v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1).astype(np.int32)
+    spikes = v_new > (np.asarray(vth, dtype=np.int64) << VTH_SHIFT)
+    v_new = np.where(spikes, 0, v_new).astype(np.int32)
+    return u_new, v_new, spikes

@@ -1,0 +1,124 @@
+"""The integer network: what the quantizer produces and every hardware backend runs.
+
+A plain data object (NumPy arrays + ints), independent of torch, Lava and Brian2. Each
+layer is a synapse block (dense or 2-D convolution) followed by a population of
+Loihi-style LIF neurons with the semantics of ``hw_models.core_spec``.
+
+Conventions
+-----------
+* Input to the network is a non-negative integer array per time step (graded spikes:
+  0/1 for spike trains, small counts for event frames or pixel intensities).
+* Dense weights have shape ``(n_out, n_in)``; conv weights ``(C_out, C_in, kH, kW)`` and
+  act on ``(C, H, W)`` maps flattened in C order (torch's ``flatten``).
+* ``weight_mant`` holds the stored mantissas (±1 for binary layers, int8 for 8-bit
+  layers); the synaptic activation is ``apply_weight_exp(W_mant @ s, weight_exp)``.
+* ``vth``, ``bias_mant``, ``bias_exp`` are per neuron; ``du``, ``dv`` are per layer.
+* ``readout=True`` marks the output layer: it follows the same dynamics as every other
+  layer (no special case in any backend), but the quantizer gives it ``dv = 0`` (a
+  perfect integrator) and ``vth = VTH_MAX`` and checks that its voltage cannot reach
+  the threshold, so it never spikes; the prediction is ``argmax`` of its voltage after
+  the last step (ties go to the lowest class index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import numpy as np
+
+from hw_models import core_spec
+
+LayerKind = Literal["dense", "conv"]
+
+
+@dataclass
+class IntLayer:
+    """One synapse block + LIF population in integer form."""
+
+    name: str
+    kind: LayerKind
+    weight_mant: np.ndarray  # int8/int16 mantissas; ±1 for binary layers
+    weight_exp: int
+    weight_bits: int  # bits stored per synapse (1 for binary, 8 for 8-bit layers)
+    vth: np.ndarray  # (n_neurons,) threshold mantissas
+    bias_mant: np.ndarray  # (n_neurons,)
+    bias_exp: np.ndarray  # (n_neurons,)
+    du: int
+    dv: int
+    in_shape: tuple[int, ...]  # (n_in,) for dense, (C, H, W) for conv
+    out_shape: tuple[int, ...]  # (n_out,) for dense, (C, H, W) for conv
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    readout: bool = False
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def bias(self) -> np.ndarray:
+        """Effective per-neuron bias (``bias_mant << bias_exp``)."""
+        return core_spec.effective_bias(self.bias_mant, self.bias_exp)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the layer and the value if a register cannot hold it."""
+        def bad(msg: str) -> ValueError:
+            return ValueError(f"layer {self.name!r}: {msg}")
+
+        w = np.asarray(self.weight_mant)
+        if not np.issubdtype(w.dtype, np.integer):
+            raise bad(f"weight_mant must be integers, got {w.dtype}")
+        if w.size and (w.min() < core_spec.WEIGHT_MANT_MIN or w.max() > core_spec.WEIGHT_MANT_MAX):
+            raise bad(f"weight mantissa {int(w.min())}..{int(w.max())} outside "
+                      f"[{core_spec.WEIGHT_MANT_MIN}, {core_spec.WEIGHT_MANT_MAX}]")
+        if self.weight_bits == 1 and w.size and not np.all(np.abs(w) == 1):
+            raise bad("a 1-bit layer must hold only ±1 weights")
+        for reg, val in (("du", self.du), ("dv", self.dv)):
+            if not isinstance(val, (int, np.integer)) or not 0 <= int(val) <= core_spec.DECAY_MAX:
+                raise bad(f"{reg}={val!r} is not a 12-bit unsigned integer")
+        for reg, arr, lo, hi in (
+            ("vth", self.vth, 0, core_spec.VTH_MAX),
+            ("bias_mant", self.bias_mant, core_spec.BIAS_MANT_MIN, core_spec.BIAS_MANT_MAX),
+            ("bias_exp", self.bias_exp, core_spec.BIAS_EXP_MIN, core_spec.BIAS_EXP_MAX),
+        ):
+            a = np.asarray(arr)
+            if not np.issubdtype(a.dtype, np.integer):
+                raise bad(f"{reg} must be integers, got {a.dtype}")
+            if a.shape != (self.n_out,):
+                raise bad(f"{reg} has shape {a.shape}, expected ({self.n_out},)")
+            if a.size and (a.min() < lo or a.max() > hi):
+                i = int(np.argmax((a < lo) | (a > hi)))
+                raise bad(f"{reg}[{i}]={int(a[i])} outside [{lo}, {hi}]")
+        expected = (self.n_out, self.n_in) if self.kind == "dense" else None
+        if expected is not None and w.shape != expected:
+            raise bad(f"dense weights have shape {w.shape}, expected {expected}")
+        if self.kind == "conv" and (w.ndim != 4 or w.shape[0] != self.out_shape[0] or w.shape[1] != self.in_shape[0]):
+            raise bad(f"conv weights {w.shape} do not match in {self.in_shape} / out {self.out_shape}")
+
+
+@dataclass
+class IntegerNetwork:
+    """A feed-forward stack of ``IntLayer``; layer ``k`` reads layer ``k-1``'s spikes."""
+
+    layers: list[IntLayer]
+    input_shape: tuple[int, ...]
+    input_max: int = 1  # largest graded input value (1 for binary spikes)
+    meta: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check every layer's registers and the shape chain; raise ``ValueError`` on the first problem."""
+        shape = tuple(self.input_shape)
+        for layer in self.layers:
+            if int(np.prod(layer.in_shape)) != int(np.prod(shape)):
+                raise ValueError(f"layer {layer.name!r} expects input {layer.in_shape}, gets {shape}")
+            layer.validate()
+            shape = tuple(layer.out_shape)
+
+    @property
+    def n_classes(self) -> Optional[int]:
+        return self.layers[-1].n_out if self.layers and self.layers[-1].readout else None
