@@ -120,6 +120,7 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
     os.close(fd)
     try:
         write_fn(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -214,9 +215,15 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                 raise ArtifactError(f"{lw}: unknown precision {precision!r}")
             bn = None
             if "bn" in g:
-                bn = BatchNormSpec(*(_dataset(g["bn"], k, lw + "/bn").astype(np.float64)
-                                     for k in ("gamma", "beta", "mean", "var")),
-                                   eps=float(_require(g["bn"], "eps", lw + "/bn")))
+                stats = {k: _dataset(g["bn"], k, lw + "/bn").astype(np.float64) for k in ("gamma", "beta", "mean", "var")}
+                for k, arr in stats.items():
+                    if arr.shape != (wshape[0],):
+                        raise ArtifactError(f"{lw}/bn/{k}: shape {arr.shape}, expected ({wshape[0]},)")
+                    if not np.all(np.isfinite(arr)):
+                        raise ArtifactError(f"{lw}/bn/{k}: contains NaN or inf")
+                if np.any(stats["var"] < 0):
+                    raise ArtifactError(f"{lw}/bn/var: negative variance")
+                bn = BatchNormSpec(**stats, eps=float(_require(g["bn"], "eps", lw + "/bn")))
             scale = _dataset(g, "scale", lw).astype(np.float64)
             bias = _dataset(g, "bias", lw).astype(np.float64)
             for name, arr in (("scale", scale), ("bias", bias)):
