@@ -1,0 +1,100 @@
+"""The event array every reader returns and every transform takes: x, y, t (µs), p.
+
+Why: one plain representation (tonic's convention) so readers know nothing about
+binning or training, and transforms know nothing about file formats.
+
+* ``EVENT_DTYPE``: a NumPy structured dtype ``x:int16, y:int16, t:int64 (µs), p:int8``
+  with ``p = 1`` for ON (brightness increase) and ``p = 0`` for OFF.
+* ``SensorSize``: ``(W, H, P)`` — width, height, number of polarities (tonic's order).
+* ``EventFileError``: a corrupt, truncated or mislabelled file; always names the file
+  and, where it applies, the byte offset of the problem.
+* ``ReadStats``: what a reader skipped and why (nothing is dropped silently).
+
+Left out: any notion of labels or datasets (``neuro_agmm.events.datasets``) and any
+file format (one module per format).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "i1")])
+
+
+class SensorSize(NamedTuple):
+    """Sensor geometry in tonic's order: width (x range), height (y range), polarities."""
+
+    W: int
+    H: int
+    P: int = 2
+
+
+class EventFileError(ValueError):
+    """An event file is corrupt, truncated or does not hold what its name/layout says."""
+
+    def __init__(self, path: str | os.PathLike, message: str, offset: Optional[int] = None):
+        self.path = str(path)
+        self.offset = offset
+        where = f"{self.path}" + (f" at byte {offset}" if offset is not None else "")
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class ReadStats:
+    """Filled by a reader when passed in: events kept and, per reason, rows skipped."""
+
+    n_events: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int) -> None:
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+
+    def merge(self, other: "ReadStats") -> None:
+        self.n_events += other.n_events
+        for k, v in other.skipped.items():
+            self.skip(k, v)
+
+    @property
+    def n_skipped(self) -> int:
+        return int(sum(self.skipped.values()))
+
+
+def make_events(x, y, t, p) -> np.ndarray:
+    """Build an ``EVENT_DTYPE`` array from four equally long sequences."""
+    x, y, t, p = (np.asarray(a) for a in (x, y, t, p))
+    n = len(t)
+    if not (len(x) == len(y) == len(p) == n):
+        raise ValueError(f"x, y, t, p lengths differ: {len(x)}, {len(y)}, {n}, {len(p)}")
+    ev = np.empty(n, EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p
+    return ev
+
+
+def empty_events() -> np.ndarray:
+    return np.empty(0, EVENT_DTYPE)
+
+
+def check_events(events: np.ndarray, sensor_size: SensorSize, path: str | os.PathLike = "<events>") -> None:
+    """Raise ``EventFileError`` if any event lies outside ``sensor_size`` (names the first one by index)."""
+    if events.dtype != EVENT_DTYPE:
+        raise ValueError(f"{path}: events must have dtype {EVENT_DTYPE}, got {events.dtype}")
+    w, h, pol = sensor_size
+    bad = (events["x"] < 0) | (events["x"] >= w) | (events["y"] < 0) | (events["y"] >= h) | \
+          (events["p"] < 0) | (events["p"] >= max(pol, 2 if pol == 1 else pol))
+    if bad.any():
+        i = int(np.argmax(bad))
+        e = events[i]
+        raise EventFileError(path, f"event {i} (x={e['x']}, y={e['y']}, p={e['p']}) lies outside sensor "
+                                   f"{tuple(sensor_size)} (W, H, P)")
+
+
+def sort_by_time(events: np.ndarray) -> np.ndarray:
+    """Events ordered by ``t`` (stable, so same-time events keep file order)."""
+    if events.size < 2 or np.all(events["t"][1:] >= events["t"][:-1]):
+        return events
+    return events[np.argsort(events["t"], kind="stable")]

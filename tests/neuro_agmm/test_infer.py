@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import pytest
+
+from hw_models.emulator import run_batch
+from hw_models.quantizer import quantize
+from hw_models.reference import run_reference
+from neuro_agmm.artifact import LayerSpec, ModelArtifact, write_artifact
+from neuro_agmm.events.binning import bin_by_time
+from neuro_agmm.events.h5npz import write_event_file
+from neuro_agmm.events.types import SensorSize, make_events, sort_by_time
+from neuro_agmm.infer import InferError, InputMapping, TorchFloatStepper, event_windows, infer, main
+
+
+def make_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_steps=8, seed=0, dataset="digits-dvs",
+                  input_max=15, scales=(0.03, 0.3, 0.05)):
+    rng = np.random.default_rng(seed)
+    n_in = int(np.prod(input_shape))
+    l0 = LayerSpec("fc0", "dense", "int8", rng.integers(-127, 128, (hidden, n_in)).astype(np.float32),
+                   np.full(hidden, scales[0]), rng.normal(0, 0.05, hidden), input_shape, (hidden,), leak=0.5,
+                   threshold=1.0, input_gain=0.5)
+    l1 = LayerSpec("fc1", "dense", "binary", np.where(rng.random((hidden, hidden)) < 0.5, -1.0, 1.0),
+                   np.full(hidden, scales[1]), np.full(hidden, 0.1), (hidden,), (hidden,), leak=0.5, threshold=1.0,
+                   input_gain=0.5)
+    l2 = LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (n_cls, hidden)).astype(np.float32),
+                   np.full(n_cls, scales[2]), np.zeros(n_cls), (hidden,), (n_cls,), leak=1.0, threshold=1.0,
+                   input_gain=1.0, spiking=False)
+    art = ModelArtifact([l0, l1, l2], input_shape, 1.0 / input_max, input_max, time_steps, "events",
+                        provenance={"dataset": dataset})
+    write_artifact(art, path)
+    return art
+
+
+def test_event_windows_keep_every_event():
+    ev = make_events([0] * 6, [0] * 6, [10, 19, 20, 29, 55, 56], [1] * 6)
+    w = list(event_windows(ev, 10, t0=10))
+    assert [(s, e, x["t"].tolist()) for s, e, x in w] == [(10, 20, [10, 19]), (20, 30, [20, 29]), (30, 40, []),
+                                                         (40, 50, []), (50, 60, [55, 56])]
+    with pytest.raises(ValueError, match="before the stream origin"):
+        list(event_windows(ev, 10, t0=11))
+
+
+def test_input_mapping_checks_shapes():
+    m = InputMapping.fit(SensorSize(128, 128, 2), (2, 32, 32), 15, 1000)
+    assert m.downsample == 4
+    with pytest.raises(InferError, match="does not downsample"):
+        InputMapping.fit(SensorSize(128, 128, 2), (2, 34, 34), 15, 1000)
+    with pytest.raises(InferError, match="polarity"):
+        InputMapping.fit(SensorSize(34, 34, 2), (1, 34, 34), 15, 1000)
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "model.h5"
+    art = make_artifact(path)
+    net, _ = quantize(art)
+    return path, art, net
+
+
+def test_streaming_equals_batch_run_on_dataset_frames(digits_model):
+    """Streaming window by window (state carried) = one run over the training-style frames."""
+    from neuro_agmm.events.datasets import BinningConfig, bin_dataset, open_event_dataset
+
+    path, art, net = digits_model
+    res = infer(path, backend="emulator", dataset="digits-dvs", split="test", limit=6, window_us=2 * 37_500)
+    assert res.step_us == 37_500 and res.streaming
+    ds = open_event_dataset("digits-dvs", split="test")
+    x, y, _ = bin_dataset(ds, BinningConfig(8), limit=6)
+    tr = run_batch(net, x, record_v=True)
+    assert [r.prediction for r in res.recordings] == tr.predictions.tolist()
+    assert [r.label for r in res.recordings] == y.tolist()
+    for b, r in enumerate(res.recordings):
+        assert len(r.windows) == 4 and r.n_steps == 8 and r.duration_us == 300_000
+        # the prediction after window k is argmax of the readout voltage after step 2k+1
+        assert [w.prediction for w in r.windows] == [int(np.argmax(tr.v[-1][b, 2 * k + 1])) for k in range(4)]
+        assert sum(w.n_events for w in r.windows) == r.n_events == len(ds[b][0])
+        assert r.counts["synops"] > 0 and r.energy_j > 0
+    # energy from the streamed spike trains = energy of the one-shot run's spike trains
+    from neuro_agmm.energy import activity_from_spikes, energy_per_inference
+    e0 = energy_per_inference(activity_from_spikes(net, x[:1], [s[:1] for s in tr.spikes]))
+    assert res.recordings[0].energy_pj == pytest.approx({sc.name: sc.total_pj for sc in e0.scenarios})
+    ref = run_reference(net, x[0])
+    assert ref.prediction() == res.recordings[0].prediction
+    s = res.stats()
+    assert s["windows"] == 24 and s["events_per_s"] > 0 and s["real_time_factor"] > 0
+    assert "accuracy" in res.summary()
+
+
+def test_torch_stepper_matches_numpy_float_model(digits_model):
+    from neuro_agmm.float_model import run_float
+
+    _, art, _ = digits_model
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, (8, 2, 34, 34)) * (rng.random((8, 2, 34, 34)) < 0.1)
+    st = TorchFloatStepper(art)
+    v = st.run(x[:3])
+    v = st.run(x[3:])  # state carried across two windows
+    ref = run_float(art, x[None])
+    np.testing.assert_allclose(v, ref.v[-1][0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_files_dir_cli_and_json(tmp_path, digits_model):
+    path, art, net = digits_model
+    rng = np.random.default_rng(2)
+    for label in (3, 7):
+        n = 800
+        ev = sort_by_time(make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), 5000 + rng.integers(0, 250_000, n),
+                                      rng.integers(0, 2, n)))
+        write_event_file(tmp_path / "rec" / str(label) / "a.npz", ev, SensorSize(34, 34, 2))
+    out = tmp_path / "r.json"
+    assert main(["--model", str(path), "--events", str(tmp_path / "rec"), "--json", str(out), "--no-progress"]) == 0
+    d = json.loads(out.read_text())
+    assert [r["label"] for r in d["recordings"]] == [3, 7]
+    r0 = d["recordings"][0]
+    assert r0["n_steps"] * 37_500 == r0["duration_us"] and r0["duration_us"] >= 250_000
+    # the stream starts at the first event: frames of [t0, t0 + k*step) through the emulator
+    ev = np.load(tmp_path / "rec" / "3" / "a.npz")
+    t0 = int(ev["t"].min())
+    evs = sort_by_time(make_events(ev["x"], ev["y"], ev["t"], ev["p"]))
+    frames = np.minimum(bin_by_time(evs, SensorSize(34, 34, 2), r0["n_steps"], t0, t0 + r0["duration_us"]), 15)
+    assert r0["prediction"] == run_reference(net, frames).prediction()
+    assert d["stats"]["accuracy"] in (0.0, 0.5, 1.0)
+
+
+def test_cli_user_errors(tmp_path, digits_model, capsys):
+    path, _, _ = digits_model
+    assert main(["--model", str(path), "--events", str(tmp_path / "nope.bin")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["--model", str(tmp_path / "none.h5"), "--events", str(tmp_path)]) == 2
+    assert main(["--model", str(path), "--dataset", "digits-dvs", "--window-us", "1000", "--limit", "1"]) == 2
+    assert "not a multiple" in capsys.readouterr().err
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 7)
+    assert main(["--model", str(path), "--events", str(tmp_path / "bad.bin")]) == 2
+    assert "at byte 5" in capsys.readouterr().err
+
+
+def test_brian2_whole_recording_agrees(tmp_path):
+    """A tiny sensor so Brian2 (numpy target) is quick: whole-recording run = streaming emulator."""
+    path = tmp_path / "tiny.h5"
+    make_artifact(path, input_shape=(2, 6, 6), hidden=8, n_cls=3, time_steps=4, seed=3, input_max=3,
+                  scales=(0.05, 0.6, 0.2))
+    rng = np.random.default_rng(4)
+    ev = sort_by_time(make_events(rng.integers(0, 6, 600), rng.integers(0, 6, 600), rng.integers(0, 40_000, 600),
+                                  rng.integers(0, 2, 600)))
+    write_event_file(tmp_path / "r.npz", ev, SensorSize(6, 6, 2))
+    emu = infer(path, tmp_path / "r.npz", "emulator", step_us=10_000)
+    b2 = infer(path, tmp_path / "r.npz", "brian2", step_us=10_000)
+    assert not b2.streaming and b2.recordings[0].prediction == emu.recordings[0].prediction
+    assert b2.recordings[0].counts["spikes"] == emu.recordings[0].counts["spikes"] > 0
+    assert b2.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
+    assert b2.recordings[0].counts == emu.recordings[0].counts  # SynOps etc. from Brian2's spikes = emulator counters
+    assert b2.recordings[0].energy_pj == pytest.approx(emu.recordings[0].energy_pj)
+
+
+def test_lava_whole_recording_agrees(tmp_path):
+    """Lava (fixed_pt, under H3's watchdog) on a whole tiny recording = the streaming emulator."""
+    path = tmp_path / "tiny.h5"
+    make_artifact(path, input_shape=(2, 6, 6), hidden=8, n_cls=3, time_steps=4, seed=3, input_max=3,
+                  scales=(0.05, 0.6, 0.2))
+    rng = np.random.default_rng(4)
+    ev = sort_by_time(make_events(rng.integers(0, 6, 600), rng.integers(0, 6, 600), rng.integers(0, 40_000, 600),
+                                  rng.integers(0, 2, 600)))
+    write_event_file(tmp_path / "r.npz", ev, SensorSize(6, 6, 2))
+    emu = infer(path, tmp_path / "r.npz", "emulator", step_us=10_000)
+    lava = infer(path, tmp_path / "r.npz", "lava", step_us=10_000)
+    assert lava.recordings[0].prediction == emu.recordings[0].prediction
+    assert lava.recordings[0].counts["spikes"] == emu.recordings[0].counts["spikes"] > 0
+    assert lava.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
