@@ -1,0 +1,172 @@
+"""Save/load the mapped hardware network (IntegerNetwork + Placement + QuantReport) in HDF5.
+
+Why: mapping is a step of its own (``neuro_agmm.map``); its result is stored beside the
+trained model so a deployment tool can run the exact integer network without re-doing
+quantisation. It goes into the artifact's ``/hardware`` group (or any HDF5 file),
+written atomically: the artifact is copied to a temporary file, the group is (re)written
+there, and the copy is renamed over the original — a reader never sees half a group.
+
+Layout of ``/hardware``::
+
+    attrs: format ("neuro_agmm.hardware"), format_version, input_shape, input_max,
+           meta (JSON), placement (JSON, optional), quant_report (JSON, optional)
+    /layers/<i>  attrs: name, kind, weight_exp, weight_bits, du, dv, in_shape, out_shape,
+                        stride, padding, readout
+                 datasets: weight_mant (int8; binary layers stored as packbits of w > 0
+                           in ``sign_bits`` with ``weight_shape``), vth, bias_mant, bias_exp
+
+The loader validates the format/version and every field and names the one missing.
+What it leaves out: Lava process graphs (rebuilt from the integer network on demand).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import h5py
+import numpy as np
+
+from hw_models.integer_network import IntegerNetwork, IntLayer
+from hw_models.placer import Placement
+from hw_models.quantizer import QuantReport
+from neuro_agmm.artifact import ArtifactError, atomic_write
+
+HW_FORMAT = "neuro_agmm.hardware"
+HW_FORMAT_VERSION = 1
+GROUP = "hardware"
+
+
+@dataclass
+class HardwareSection:
+    """What ``load_hardware`` returns."""
+
+    net: IntegerNetwork
+    placement: Optional[Placement]
+    report: Optional[QuantReport]
+
+
+def _write_group(g: h5py.Group, net: IntegerNetwork, placement: Optional[Placement],
+                 report: Optional[QuantReport]) -> None:
+    g.attrs.update(format=HW_FORMAT, format_version=HW_FORMAT_VERSION, input_shape=list(net.input_shape),
+                   input_max=int(net.input_max), meta=json.dumps(net.meta, sort_keys=True, default=str))
+    if placement is not None:
+        g.attrs["placement"] = json.dumps(placement.to_dict())
+    if report is not None:
+        g.attrs["quant_report"] = json.dumps(report.to_dict())
+    layers = g.create_group("layers")
+    for i, l in enumerate(net.layers):
+        lg = layers.create_group(str(i))
+        lg.attrs.update(name=l.name, kind=l.kind, weight_exp=int(l.weight_exp), weight_bits=int(l.weight_bits),
+                        du=int(l.du), dv=int(l.dv), in_shape=list(l.in_shape), out_shape=list(l.out_shape),
+                        stride=list(l.stride), padding=list(l.padding), readout=bool(l.readout),
+                        weight_shape=list(np.shape(l.weight_mant)))
+        w = np.asarray(l.weight_mant)
+        if l.weight_bits == 1:
+            lg.create_dataset("sign_bits", data=np.packbits((w > 0).reshape(-1)))
+        else:
+            lg.create_dataset("weight_mant", data=w.astype(np.int16))
+        for k in ("vth", "bias_mant", "bias_exp"):
+            lg.create_dataset(k, data=np.asarray(getattr(l, k), np.int32))
+
+
+def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optional[Placement] = None,
+                  report: Optional[QuantReport] = None) -> Path:
+    """Write (or replace) the ``/hardware`` group of the HDF5 file ``path`` atomically.
+
+    If ``path`` exists (e.g. the model artifact) it is copied first and everything else
+    in it is kept; otherwise a new file holding only the group is created.
+    """
+    net.validate()
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        if path.exists():
+            shutil.copyfile(path, tmp)
+            mode = "a"
+        else:
+            mode = "w"
+        with h5py.File(tmp, mode) as f:
+            if GROUP in f:
+                del f[GROUP]
+            _write_group(f.create_group(GROUP), net, placement, report)
+
+    return atomic_write(path, write)
+
+
+def _attr(g: h5py.Group, key: str, where: str):
+    if key not in g.attrs:
+        raise ArtifactError(f"{where}: missing attribute {key!r}")
+    return g.attrs[key]
+
+
+def _data(g: h5py.Group, key: str, where: str) -> np.ndarray:
+    if key not in g or not isinstance(g[key], h5py.Dataset):
+        raise ArtifactError(f"{where}: missing dataset {key!r}")
+    return g[key][()]
+
+
+def load_hardware(path: str | os.PathLike) -> HardwareSection:
+    """Read and validate the ``/hardware`` group; raise ``ArtifactError`` naming what is missing or wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ArtifactError(f"{path}: not a readable HDF5 file ({e})") from e
+    with f:
+        if GROUP not in f:
+            raise ArtifactError(f"{path}: missing group '/{GROUP}' (map the artifact first: python -m neuro_agmm.map)")
+        g = f[GROUP]
+        where = f"{path}:/{GROUP}"
+        fmt = _attr(g, "format", where)
+        if fmt != HW_FORMAT:
+            raise ArtifactError(f"{where}: format is {fmt!r}, expected {HW_FORMAT!r}")
+        ver = int(_attr(g, "format_version", where))
+        if ver != HW_FORMAT_VERSION:
+            raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {HW_FORMAT_VERSION})")
+        if "layers" not in g:
+            raise ArtifactError(f"{where}: missing group 'layers'")
+        layers = []
+        for i in range(len(g["layers"])):
+            if str(i) not in g["layers"]:
+                raise ArtifactError(f"{where}/layers: missing layer {i}")
+            lg = g["layers"][str(i)]
+            lw = f"{where}/layers/{i}"
+            wshape = tuple(int(x) for x in _attr(lg, "weight_shape", lw))
+            bits = int(_attr(lg, "weight_bits", lw))
+            if bits == 1:
+                packed = _data(lg, "sign_bits", lw)
+                n_w = int(np.prod(wshape))
+                if packed.size != (n_w + 7) // 8:
+                    raise ArtifactError(f"{lw}/sign_bits: {packed.size} bytes, expected {(n_w + 7) // 8}")
+                w = np.where(np.unpackbits(packed, count=n_w) > 0, 1, -1).astype(np.int8).reshape(wshape)
+            else:
+                w = _data(lg, "weight_mant", lw)
+                if w.shape != wshape:
+                    raise ArtifactError(f"{lw}/weight_mant: shape {w.shape} != weight_shape {wshape}")
+                w = w.astype(np.int16)
+            layers.append(IntLayer(
+                name=str(_attr(lg, "name", lw)), kind=str(_attr(lg, "kind", lw)), weight_mant=w,
+                weight_exp=int(_attr(lg, "weight_exp", lw)), weight_bits=bits,
+                vth=_data(lg, "vth", lw).astype(np.int32), bias_mant=_data(lg, "bias_mant", lw).astype(np.int32),
+                bias_exp=_data(lg, "bias_exp", lw).astype(np.int32), du=int(_attr(lg, "du", lw)),
+                dv=int(_attr(lg, "dv", lw)), in_shape=tuple(int(x) for x in _attr(lg, "in_shape", lw)),
+                out_shape=tuple(int(x) for x in _attr(lg, "out_shape", lw)),
+                stride=tuple(int(x) for x in _attr(lg, "stride", lw)),
+                padding=tuple(int(x) for x in _attr(lg, "padding", lw)), readout=bool(_attr(lg, "readout", lw))))
+        net = IntegerNetwork(layers=layers, input_shape=tuple(int(x) for x in _attr(g, "input_shape", where)),
+                             input_max=int(_attr(g, "input_max", where)),
+                             meta=json.loads(str(_attr(g, "meta", where))))
+        try:
+            net.validate()
+        except ValueError as e:
+            raise ArtifactError(f"{where}: {e}") from e
+        placement = Placement.from_dict(json.loads(str(g.attrs["placement"]))) if "placement" in g.attrs else None
+        report = QuantReport.from_dict(json.loads(str(g.attrs["quant_report"]))) if "quant_report" in g.attrs else None
+        return HardwareSection(net=net, placement=placement, report=report)

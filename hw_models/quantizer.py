@@ -1,0 +1,376 @@
+"""Quantizer: a float ``ModelArtifact`` -> an ``IntegerNetwork`` for Loihi-style cores.
+
+Why: the artifact stores ±1 (or int8) weights with per-channel scales, biases, batch
+norm and float neuron parameters; a core stores integer mantissas, one weight exponent
+per layer, per-neuron threshold and bias registers and 12-bit decays. This module folds
+the float parameters into those registers and reports what the rounding costs.
+
+The rule (per layer, per output neuron ``o``; ``core_spec`` gives the integer dynamics)
+----------------------------------------------------------------------------------------
+``LayerSpec.folded_affine()`` gives ``input_gain * I = a_o * z + c_o``. For the first layer
+``a_o`` also absorbs ``input_scale`` (``z`` is then computed on the integer input levels).
+With ``du = 4095`` the current is cleared each step, so the core computes
+``v_int[t] = decay(v_int[t-1], dv) + (z * 2**k << 6) + bias``; the float neuron computes
+``v[t] = leak * v[t-1] + a_o * z + c_o``. They coincide (up to rounding) under
+``v_int = v * 2**(k+6) / a_o``, which gives
+
+* weights: ``weight_mant = W`` (±1 for binary layers, the int8 codes otherwise),
+  ``weight_exp = k`` (one per layer); a neuron with ``a_o < 0`` gets its weight row (conv:
+  its output channel's kernel) negated and uses ``|a_o|`` (±1 stays ±1);
+* ``vth_o = round(threshold * 2**k / |a_o|)`` (the core compares ``v > vth << 6``);
+* ``bias_o = round(c_o / |a_o| * 2**(k+6))``, split into a 13-bit signed mantissa and the
+  smallest exponent in 0..7 that fits (so the bias keeps the most precision);
+* ``dv = round(4096 * (1 - leak))``, ``du = 4095``.
+
+The readout layer (``spiking=False``) needs ONE factor for all neurons (its prediction is
+an argmax across neurons): if all ``|a_o|`` are equal the stored codes are kept exactly;
+otherwise ``a_o * W_o`` is re-quantised to int8 codes on a common scale (reported). It gets
+``vth = VTH_MAX`` and the quantizer proves its voltage can never exceed ``VTH_MAX << 6``.
+
+Choosing ``k`` (the weight exponent): the largest integer (precision grows with ``2**k``)
+such that, for ANY input with values in ``[0, input_max]`` (first layer) or ``{0, 1}``
+(spikes) and any run of up to ``time_steps`` steps:
+
+1. ``|z| * 2**k << 6 <= 2**23 - 1`` with ``|z|`` bounded by the sum of the positive (or of
+   the negative) weights times the largest input — the 24-bit current never wraps;
+2. the negative voltage never reaches the clip ``-(2**23 - 1)``: per-step negative drive
+   times ``min(T, 4096 / dv)`` (a geometric bound; ``T`` when ``dv = 0``) fits;
+3. readout only: the same bound on the positive side stays ``<= VTH_MAX << 6`` (no spike);
+4. ``vth <= VTH_MAX`` and every bias fits ``mant << exp`` with 13-bit mant and exp <= 7.
+
+(For spiking layers the positive clip cannot change a spike: any voltage that reaches it
+is above threshold.) A layer for which no ``k`` in ``K_RANGE`` works raises ``ValueError``
+naming the layer and the limiting value.
+
+What it leaves out: per-neuron weight exponents (Loihi has one per synapse group), and
+rounding modes other than round-half-to-even (NumPy's ``round``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from hw_models import core_spec
+from hw_models.integer_network import IntegerNetwork, IntLayer
+from neuro_agmm.artifact import LayerSpec, ModelArtifact
+
+K_RANGE = range(24, -25, -1)  # weight exponents tried, most precise first
+V_LIMIT = core_spec.MAX_UV - 1  # |v| clip of the 24-bit voltage register
+U_LIMIT = core_spec.MAX_UV - 1  # |u| below this never wraps
+READOUT_LIMIT = core_spec.VTH_MAX << core_spec.VTH_SHIFT  # readout voltage must stay <= this
+BIAS_LIMIT_POS = core_spec.BIAS_MANT_MAX << core_spec.BIAS_EXP_MAX
+BIAS_LIMIT_NEG = core_spec.BIAS_MANT_MIN << core_spec.BIAS_EXP_MAX
+EQUAL_SCALE_RTOL = 1e-6
+
+
+@dataclass
+class LayerQuant:
+    """What quantizing one layer did and cost."""
+
+    name: str
+    kind: str
+    readout: bool
+    weight_bits: int
+    weight_exp: int
+    dv: int
+    n_flipped: int  # neurons whose weight row was negated (a_o < 0)
+    vth_min: int
+    vth_max: int
+    vth_rel_err_max: float  # max |vth - exact| / exact over neurons (0 for the readout)
+    bias_rel_err_max: float  # max |bias_eff - exact| / |exact| over neurons with a nonzero exact bias
+    bias_err_thr_max: float  # max |bias_eff - exact| / (threshold in voltage units), per step
+    weight_rel_err_max: float  # readout re-quantisation: max |error| / max |weight|; 0 when codes are kept
+    u_bound: int  # worst-case |u| (must stay < 2**23)
+    v_neg_bound: int  # worst-case -v (must stay < 2**23 - 1)
+    v_pos_bound: int  # worst-case v for the readout (must stay <= VTH_MAX << 6); 0 otherwise
+    limited_by: str  # which constraint stopped k from growing
+
+
+@dataclass
+class QuantReport:
+    """Per-layer quantisation figures and, if sample inputs were given, float-vs-integer agreement."""
+
+    layers: list[LayerQuant]
+    time_steps: int  # the bound guarantees hold for runs up to this many steps
+    input_max: int
+    n_samples: int = 0
+    spike_agreement: list[float] = field(default_factory=list)  # per spiking layer, fraction of equal (t, n)
+    prediction_agreement: Optional[float] = None
+    float_accuracy: Optional[float] = None
+    int_accuracy: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        return {"layers": [asdict(l) for l in self.layers], "time_steps": self.time_steps,
+                "input_max": self.input_max, "n_samples": self.n_samples,
+                "spike_agreement": list(self.spike_agreement), "prediction_agreement": self.prediction_agreement,
+                "float_accuracy": self.float_accuracy, "int_accuracy": self.int_accuracy}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantReport":
+        d = dict(d)
+        d["layers"] = [LayerQuant(**l) for l in d["layers"]]
+        return cls(**d)
+
+    def summary(self) -> str:
+        lines = [f"quantization (bounds hold for T <= {self.time_steps}, input <= {self.input_max})",
+                 f"{'layer':<12}{'bits':>5}{'exp':>5}{'dv':>6}{'vth':>16}{'vth err':>10}{'bias err':>10}"
+                 f"{'flip':>6}  limited by"]
+        for l in self.layers:
+            vth = "VTH_MAX" if l.readout else f"{l.vth_min}..{l.vth_max}"
+            lines.append(f"{l.name:<12}{l.weight_bits:>5}{l.weight_exp:>5}{l.dv:>6}{vth:>16}"
+                         f"{l.vth_rel_err_max:>10.2e}{l.bias_err_thr_max:>10.2e}{l.n_flipped:>6}  {l.limited_by}")
+        if self.n_samples:
+            agree = ", ".join(f"{a:.4f}" for a in self.spike_agreement)
+            lines.append(f"on {self.n_samples} samples: spike agreement per layer [{agree}], "
+                         f"prediction agreement {self.prediction_agreement:.4f}")
+            if self.float_accuracy is not None:
+                lines.append(f"accuracy float {self.float_accuracy:.4f} vs integer {self.int_accuracy:.4f}")
+        return "\n".join(lines)
+
+
+def _per_neuron(values: np.ndarray, layer: LayerSpec) -> np.ndarray:
+    """Expand per-channel values to per-neuron (C-order flatten of (C, H, W))."""
+    values = np.asarray(values, np.float64)
+    if layer.kind == "conv":
+        return np.repeat(values, int(np.prod(layer.out_shape[1:])))
+    return values
+
+
+def _split_bias(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest exponent 0..7 per neuron with ``round(b / 2**e)`` in the 13-bit mantissa range."""
+    mant = np.zeros(b.shape, np.int32)
+    exp = np.full(b.shape, -1, np.int32)
+    for e in range(core_spec.BIAS_EXP_MIN, core_spec.BIAS_EXP_MAX + 1):
+        m = np.round(b / (1 << e))
+        ok = (exp < 0) & (m >= core_spec.BIAS_MANT_MIN) & (m <= core_spec.BIAS_MANT_MAX)
+        mant[ok] = m[ok].astype(np.int32)
+        exp[ok] = e
+    if np.any(exp < 0):
+        raise ValueError(f"bias {float(b[np.argmax(exp < 0)]):.0f} does not fit 13-bit mantissa << 7")
+    return mant, exp
+
+
+def _drive_bounds(mant: np.ndarray, kind: str, n_out: int, in_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron bounds on the positive and negative part of ``z = W s`` for ``0 <= s <= in_max``."""
+    w = mant.astype(np.int64)
+    if kind == "dense":
+        pos, neg = np.clip(w, 0, None).sum(axis=1), np.clip(-w, 0, None).sum(axis=1)
+    else:  # conv: full kernel (padding only removes terms), per output channel, repeated over positions
+        pos = np.clip(w, 0, None).reshape(w.shape[0], -1).sum(axis=1)
+        neg = np.clip(-w, 0, None).reshape(w.shape[0], -1).sum(axis=1)
+        rep = n_out // w.shape[0]
+        pos, neg = np.repeat(pos, rep), np.repeat(neg, rep)
+    return pos * in_max, neg * in_max
+
+
+def _gain(dv: int, time_steps: int) -> float:
+    """Bound on ``sum_i (1 - dv/4096)**i`` over a run of ``time_steps`` steps."""
+    return float(time_steps) if dv == 0 else min(float(time_steps), core_spec.DECAY_UNITY / dv)
+
+
+def _check_finite(layer: LayerSpec) -> None:
+    for name, arr in (("weight", layer.weight), ("scale", layer.scale), ("bias", layer.bias)):
+        a = np.asarray(arr, np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"layer {layer.name!r}: {name} contains NaN or inf (index {int(np.argmax(~np.isfinite(a.reshape(-1))))})")
+    if layer.bn is not None:
+        for name in ("gamma", "beta", "mean", "var"):
+            if not np.all(np.isfinite(getattr(layer.bn, name))):
+                raise ValueError(f"layer {layer.name!r}: batch norm {name} contains NaN or inf")
+    for name in ("leak", "threshold", "input_gain"):
+        if not np.isfinite(getattr(layer, name)):
+            raise ValueError(f"layer {layer.name!r}: {name} is {getattr(layer, name)}")
+
+
+def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: int,
+                    time_steps: int) -> tuple[IntLayer, LayerQuant]:
+    _check_finite(layer)
+    name = layer.name
+    if not 0.0 <= layer.leak <= 1.0:
+        raise ValueError(f"layer {name!r}: leak={layer.leak} outside [0, 1]")
+    dv = int(round(core_spec.DECAY_UNITY * (1.0 - layer.leak)))
+    if dv > core_spec.DECAY_MAX:
+        raise ValueError(f"layer {name!r}: leak={layer.leak} needs dv={dv} > {core_spec.DECAY_MAX} "
+                         f"(a 12-bit decay cannot clear v; use leak >= 1/4096)")
+    a, c = layer.folded_affine()
+    if first:
+        a = a * float(input_scale)
+    a, c = _per_neuron(a, layer), _per_neuron(c, layer)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(c))):
+        raise ValueError(f"layer {name!r}: folded scale/bias is not finite (check batch-norm var)")
+    n_out = int(np.prod(layer.out_shape))
+    w = np.asarray(layer.weight, np.float64)
+    if np.any(w != np.round(w)):
+        raise ValueError(f"layer {name!r}: weights must be ±1 or integer codes")
+    w = w.astype(np.int64)
+    binary = layer.precision == "binary"
+    n_ch = w.shape[0]
+    a_ch = a.reshape(n_ch, -1)[:, 0] if layer.kind == "conv" else a
+    weight_rel_err = 0.0
+
+    if layer.spiking:
+        if not layer.threshold > 0:
+            raise ValueError(f"layer {name!r}: threshold={layer.threshold} must be > 0 for a core (vth is unsigned)")
+        if np.any(a_ch == 0):
+            raise ValueError(f"layer {name!r}: channel {int(np.argmax(a_ch == 0))} has a zero scale "
+                             f"(its input is ignored; fold it into a constant before mapping)")
+        sign_ch = np.sign(a_ch).astype(np.int64)
+        mant = w * sign_ch.reshape((-1,) + (1,) * (w.ndim - 1))
+        mag = np.abs(a)
+        weight_bits = 1 if binary else 8
+        n_flipped = int(np.sum(sign_ch < 0)) * (n_out // n_ch)
+    else:
+        # readout: one common factor A for all neurons
+        if np.all(np.abs(np.abs(a_ch) - np.abs(a_ch[0])) <= EQUAL_SCALE_RTOL * np.abs(a_ch[0])) and a_ch[0] != 0:
+            sign_ch = np.sign(a_ch).astype(np.int64)
+            mant = w * sign_ch.reshape((-1,) + (1,) * (w.ndim - 1))
+            A = float(np.abs(a_ch[0]))
+            weight_bits = 1 if binary else 8
+            n_flipped = int(np.sum(sign_ch < 0)) * (n_out // n_ch)
+        else:
+            w_eff = w * a_ch.reshape((-1,) + (1,) * (w.ndim - 1))
+            peak = float(np.max(np.abs(w_eff)))
+            if peak == 0:
+                raise ValueError(f"layer {name!r}: all readout weights are zero")
+            A = peak / 127.0
+            mant = np.round(w_eff / A).astype(np.int64)
+            weight_rel_err = float(np.max(np.abs(mant * A - w_eff)) / peak)
+            weight_bits = 8
+            n_flipped = 0
+        mag = np.full(n_out, A)
+
+    pos_z, neg_z = _drive_bounds(mant, layer.kind, n_out, in_max)
+    gain = _gain(dv, time_steps)
+    thr = float(layer.threshold)
+    reasons: list[str] = []
+    for k in K_RANGE:
+        scale_k = 2.0 ** k
+        u_bound = int(np.max(np.maximum(pos_z, neg_z))) * scale_k * 64 if n_out else 0
+        if u_bound > U_LIMIT:
+            reasons.append(f"current |u| bound {u_bound:.0f} > {U_LIMIT}")
+            continue
+        bias_exact = c / mag * 2.0 ** (k + 6)
+        bias_int = np.round(bias_exact)
+        if np.any(bias_int > BIAS_LIMIT_POS) or np.any(bias_int < BIAS_LIMIT_NEG):
+            i = int(np.argmax((bias_int > BIAS_LIMIT_POS) | (bias_int < BIAS_LIMIT_NEG)))
+            reasons.append(f"bias[{i}]={bias_int[i]:.0f} outside [{BIAS_LIMIT_NEG}, {BIAS_LIMIT_POS}]")
+            continue
+        bias_mant, bias_exp = _split_bias(bias_int)
+        bias_eff = core_spec.effective_bias(bias_mant, bias_exp).astype(np.int64)
+        drive_pos = pos_z * scale_k * 64 + np.clip(bias_eff, 0, None)
+        drive_neg = neg_z * scale_k * 64 + np.clip(-bias_eff, 0, None)
+        v_neg = float(np.max(drive_neg)) * gain if n_out else 0.0
+        if v_neg > V_LIMIT:
+            reasons.append(f"negative voltage bound {v_neg:.0f} > {V_LIMIT}")
+            continue
+        if layer.spiking:
+            vth_exact = thr * scale_k / mag
+            vth = np.round(vth_exact)
+            if np.any(vth > core_spec.VTH_MAX):
+                reasons.append(f"vth {vth.max():.0f} > VTH_MAX {core_spec.VTH_MAX}")
+                continue
+            v_pos = 0.0
+            vth_err = float(np.max(np.abs(vth - vth_exact) / vth_exact)) if n_out else 0.0
+            thr_units = vth_exact * 64
+        else:
+            v_pos = float(np.max(drive_pos)) * gain if n_out else 0.0
+            if v_pos > READOUT_LIMIT:
+                reasons.append(f"readout voltage bound {v_pos:.0f} > VTH_MAX<<6 = {READOUT_LIMIT}")
+                continue
+            vth = np.full(n_out, core_spec.VTH_MAX)
+            vth_err = 0.0
+            thr_units = np.full(n_out, float(READOUT_LIMIT))
+        limited = reasons[-1] if reasons else f"k reached the top of K_RANGE ({K_RANGE.start})"
+        berr = np.abs(bias_eff - bias_exact)
+        nzb = np.abs(bias_exact) > 0
+        int_layer = IntLayer(
+            name=name, kind=layer.kind, weight_mant=mant.astype(np.int8), weight_exp=int(k),
+            weight_bits=weight_bits, vth=vth.astype(np.int32), bias_mant=bias_mant.astype(np.int32),
+            bias_exp=bias_exp.astype(np.int32), du=core_spec.DECAY_MAX, dv=dv,
+            in_shape=tuple(int(x) for x in layer.in_shape), out_shape=tuple(int(x) for x in layer.out_shape),
+            stride=tuple(int(x) for x in layer.stride), padding=tuple(int(x) for x in layer.padding),
+            readout=not layer.spiking)
+        int_layer.validate()
+        q = LayerQuant(
+            name=name, kind=layer.kind, readout=not layer.spiking, weight_bits=weight_bits, weight_exp=int(k), dv=dv,
+            n_flipped=n_flipped, vth_min=int(vth.min()) if n_out else 0, vth_max=int(vth.max()) if n_out else 0,
+            vth_rel_err_max=vth_err,
+            bias_rel_err_max=float(np.max(berr[nzb] / np.abs(bias_exact[nzb]))) if np.any(nzb) else 0.0,
+            bias_err_thr_max=float(np.max(berr / thr_units)) if n_out else 0.0,
+            weight_rel_err_max=weight_rel_err, u_bound=int(u_bound), v_neg_bound=int(v_neg),
+            v_pos_bound=int(v_pos), limited_by=limited)
+        return int_layer, q
+    raise ValueError(f"layer {name!r}: no weight exponent in [{K_RANGE.stop + 1}, {K_RANGE.start}] fits the core; "
+                     f"at the smallest: {reasons[-1]}")
+
+
+def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None, sample_inputs: Optional[np.ndarray] = None,
+             sample_labels: Optional[np.ndarray] = None) -> tuple[IntegerNetwork, QuantReport]:
+    """Fold ``art`` into an ``IntegerNetwork`` (see the module docstring for the rule).
+
+    ``time_steps`` (default ``art.time_steps``) bounds the run length the overflow
+    guarantees cover. With ``sample_inputs`` ``(B, T, *input_shape)`` integer levels the
+    report also holds float-vs-integer agreement (and accuracies with ``sample_labels``).
+    """
+    if not art.layers:
+        raise ValueError("artifact has no layers")
+    if not np.isfinite(art.input_scale) or art.input_scale <= 0:
+        raise ValueError(f"input_scale={art.input_scale} must be a positive finite number")
+    if art.input_max < 1:
+        raise ValueError(f"input_max={art.input_max} must be >= 1")
+    t_bound = int(time_steps if time_steps is not None else art.time_steps)
+    if t_bound < 1:
+        raise ValueError(f"time_steps={t_bound} must be >= 1")
+    for i, l in enumerate(art.layers[:-1]):
+        if not l.spiking:
+            raise ValueError(f"layer {l.name!r} (#{i}) is non-spiking but not the last layer")
+    int_layers, quants = [], []
+    for i, layer in enumerate(art.layers):
+        il, q = _quantize_layer(layer, first=(i == 0), input_scale=art.input_scale,
+                                in_max=int(art.input_max) if i == 0 else 1, time_steps=t_bound)
+        int_layers.append(il)
+        quants.append(q)
+    net = IntegerNetwork(layers=int_layers, input_shape=tuple(int(x) for x in art.input_shape),
+                         input_max=int(art.input_max),
+                         meta={"max_time_steps": t_bound, "source": "hw_models.quantizer",
+                               "dataset": str(art.provenance.get("dataset", "")),
+                               "input_scale": float(art.input_scale)})
+    net.validate()
+    report = QuantReport(layers=quants, time_steps=t_bound, input_max=int(art.input_max))
+    if sample_inputs is not None and len(sample_inputs):
+        fill_agreement(report, art, net, sample_inputs, sample_labels)
+    return net, report
+
+
+def fill_agreement(report: QuantReport, art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
+                   labels: Optional[np.ndarray] = None, traces: Optional[list] = None) -> list:
+    """Compare float model and integer reference on ``inputs`` (B, T, ...); store the figures in ``report``.
+
+    ``traces`` may hold precomputed ``run_reference`` traces, one per sample; returns the traces used.
+    """
+    from hw_models.reference import run_reference
+    from neuro_agmm.float_model import run_float
+
+    x = np.asarray(inputs)
+    ftr = run_float(art, x)
+    n_spiking = sum(1 for l in net.layers if not l.readout)
+    agree = np.zeros(n_spiking)
+    int_pred = np.zeros(len(x), np.int64)
+    traces = list(traces) if traces is not None else [run_reference(net, x[b]) for b in range(len(x))]
+    for b in range(len(x)):
+        tr = traces[b]
+        int_pred[b] = tr.prediction()
+        for li in range(n_spiking):
+            agree[li] += np.mean(tr.spikes[li] == ftr.spikes[li][b])
+    report.n_samples = int(len(x))
+    report.spike_agreement = [float(a / len(x)) for a in agree]
+    f_pred = ftr.predictions()
+    report.prediction_agreement = float(np.mean(f_pred == int_pred))
+    if labels is not None:
+        labels = np.asarray(labels)
+        report.float_accuracy = float(np.mean(f_pred == labels))
+        report.int_accuracy = float(np.mean(int_pred == labels))
+    return traces

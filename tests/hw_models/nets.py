@@ -1,0 +1,126 @@
+"""Random integer networks and artifacts for the hardware tests (plain data, no mocks).
+
+Tests in ``tests/hw_models`` import it as ``nets``; tests in other folders load it by path
+(the tests folders are not packages).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models import core_spec
+from hw_models.integer_network import IntegerNetwork, IntLayer
+from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact
+
+
+def random_int_network(rng: np.random.Generator, kind: str = "dense", depth: int = 2, n_in: int = 12,
+                       width: int = 10, input_max: int = 3, scalar_vth: bool = False, binary: bool = True,
+                       readout: bool = True) -> IntegerNetwork:
+    """A random feed-forward integer network with mixed signs, leaks, thresholds and biases."""
+    layers = []
+    if kind == "dense":
+        shape: tuple[int, ...] = (n_in,)
+    else:
+        shape = (2, 6, 6)
+    for i in range(depth):
+        last = readout and i == depth - 1
+        if kind == "conv" and not last:
+            c_out = int(rng.integers(2, 4))
+            stride = (int(rng.integers(1, 3)),) * 2
+            pad = (int(rng.integers(0, 2)),) * 2
+            kh = 3
+            ho = (shape[1] + 2 * pad[0] - kh) // stride[0] + 1
+            wo = (shape[2] + 2 * pad[1] - kh) // stride[1] + 1
+            w = rng.choice([-1, 1], size=(c_out, shape[0], kh, kh)).astype(np.int8)
+            out_shape: tuple[int, ...] = (c_out, ho, wo)
+            lk = "conv"
+        else:
+            n_out = 5 if last else width
+            n_prev = int(np.prod(shape))
+            if binary and not last:
+                w = rng.choice([-1, 1], size=(n_out, n_prev)).astype(np.int8)
+            else:
+                w = rng.integers(-20, 21, size=(n_out, n_prev)).astype(np.int8)
+            out_shape, stride, pad, lk = (n_out,), (1, 1), (0, 0), "dense"
+        n = int(np.prod(out_shape))
+        in_scale = input_max if i == 0 else 1
+        exp = int(rng.integers(0, 4))
+        if scalar_vth:
+            vth = np.full(n, int(rng.integers(2, 30)) * in_scale, np.int32)
+        else:
+            vth = rng.integers(1, 40, size=n).astype(np.int32) * in_scale
+        if last:
+            vth = np.full(n, core_spec.VTH_MAX, np.int32)
+        layers.append(IntLayer(
+            name=f"l{i}", kind=lk, weight_mant=w, weight_exp=exp, weight_bits=1 if (binary and not last) else 8,
+            vth=vth.astype(np.int32), bias_mant=rng.integers(-300, 300, size=n).astype(np.int32),
+            bias_exp=rng.integers(0, 3, size=n).astype(np.int32), du=4095 if rng.random() < 0.7 else int(rng.integers(0, 4096)),
+            dv=0 if last else int(rng.choice([0, 1024, 2048, 3000, 4095])), in_shape=shape, out_shape=out_shape,
+            stride=stride, padding=pad, readout=last))
+        shape = out_shape
+    net = IntegerNetwork(layers=layers, input_shape=(n_in,) if kind == "dense" else (2, 6, 6), input_max=input_max)
+    net.validate()
+    return net
+
+
+def random_inputs(rng: np.random.Generator, net: IntegerNetwork, t_steps: int, batch: int | None = None) -> np.ndarray:
+    shape = ((batch,) if batch else ()) + (t_steps,) + tuple(net.input_shape)
+    return rng.integers(0, net.input_max + 1, size=shape).astype(np.int64)
+
+
+def random_artifact(rng: np.random.Generator, kind: str = "dense", hidden: tuple[int, ...] = (16,),
+                    n_in: int = 20, n_cls: int = 4, input_max: int = 16, time_steps: int = 6,
+                    bn: bool = False, first_int8: bool = False, neg_scales: bool = True) -> ModelArtifact:
+    """A random BSNN artifact: binary hidden layers (conv or dense), int8 readout (one common scale)."""
+    layers: list[LayerSpec] = []
+    if kind == "conv":
+        shape: tuple[int, ...] = (1, 8, 8)
+    else:
+        shape = (n_in,)
+    for i, h in enumerate(hidden):
+        if kind == "conv":
+            c_out = h
+            ho = (shape[1] + 2 - 3) // 2 + 1
+            w = rng.choice([-1.0, 1.0], size=(c_out, shape[0], 3, 3)).astype(np.float32)
+            out_shape: tuple[int, ...] = (c_out, ho, ho)
+            extra = dict(stride=(2, 2), padding=(1, 1))
+        else:
+            n_prev = int(np.prod(shape))
+            w = rng.choice([-1.0, 1.0], size=(h, n_prev)).astype(np.float32)
+            out_shape, extra = (h,), {}
+            c_out = h
+        precision = "binary"
+        if i == 0 and first_int8:
+            w = rng.integers(-127, 128, size=w.shape).astype(np.float32)
+            precision = "int8"
+        fan_in = int(np.prod(w.shape[1:]))
+        mag = 1.0 / np.sqrt(fan_in) * (1 / 127 if precision == "int8" else 1.0)
+        if i == 0:
+            mag = mag / (input_max / 16.0)
+        scale = rng.uniform(2.0, 6.0, size=c_out) * mag * 16 / max(input_max, 1)
+        if neg_scales:
+            scale = scale * np.where(rng.random(c_out) < 0.2, -1, 1)
+        b = rng.normal(0, 0.2, size=c_out)
+        bns = None
+        if bn:
+            bns = BatchNormSpec(gamma=rng.uniform(0.5, 1.5, c_out), beta=rng.normal(0, 0.1, c_out),
+                                mean=rng.normal(0, 0.1, c_out), var=rng.uniform(0.5, 2.0, c_out))
+        layers.append(LayerSpec(name=f"h{i}", kind=kind, precision=precision, weight=w, scale=scale, bias=b,
+                                in_shape=shape, out_shape=out_shape, leak=0.5, threshold=1.0, input_gain=0.5,
+                                spiking=True, bn=bns, **extra))
+        shape = out_shape
+    n_prev = int(np.prod(shape))
+    w = rng.integers(-127, 128, size=(n_cls, n_prev)).astype(np.float32)
+    s = 1.0 / (127 * np.sqrt(n_prev))
+    layers.append(LayerSpec(name="out", kind="dense", precision="int8", weight=w, scale=np.full(n_cls, s),
+                            bias=rng.normal(0, 0.05, n_cls), in_shape=shape, out_shape=(n_cls,), leak=1.0,
+                            threshold=1.0, input_gain=1.0, spiking=False))
+    in_shape = (1, 8, 8) if kind == "conv" else (n_in,)
+    return ModelArtifact(layers=layers, input_shape=in_shape, input_scale=1.0 / input_max, input_max=input_max,
+                         time_steps=time_steps, encoding="direct", provenance={"dataset": "random", "seed": 0})
+
+
+def artifact_inputs(rng: np.random.Generator, art: ModelArtifact, n: int, t_steps: int | None = None) -> np.ndarray:
+    t = t_steps or art.time_steps
+    return rng.integers(0, art.input_max + 1, size=(n, t) + tuple(art.input_shape)).astype(np.int64)
+

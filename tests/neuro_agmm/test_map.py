@@ -1,0 +1,109 @@
+"""``python -m neuro_agmm.map`` end to end on small artifacts built from random ±1 weights."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+
+from hw_models.hardware_io import load_hardware
+from neuro_agmm.artifact import write_artifact
+from neuro_agmm.map import main, map_to_lava
+
+ROOT = Path(__file__).parents[2]
+
+
+def _nets():
+    spec = importlib.util.spec_from_file_location("hw_test_nets", ROOT / "tests" / "hw_models" / "nets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cli_end_to_end_on_the_digits_dataset(tmp_path):
+    nets = _nets()
+    art = nets.random_artifact(np.random.default_rng(0), kind="conv", hidden=(4, 6), n_cls=10, time_steps=4)
+    art.provenance = {"dataset": "digits", "seed": 0}
+    path = write_artifact(art, tmp_path / "digits.h5")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "neuro_agmm.map", "--to", "lava", str(path), "--samples", "8",
+                        "--out", str(tmp_path / "out"), "--no-progress", "--timeout", "120"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Lava vs integer reference: 0 sample(s) differ" in r.stdout
+    assert "cores used" in r.stdout
+    report = json.loads((tmp_path / "out" / "map.json").read_text())
+    assert report["lava_mismatches"] == 0 and report["n_samples"] == 8
+    assert report["lava_accuracy"] == report["integer_accuracy"]
+    assert (tmp_path / "out" / "map.png").stat().st_size > 0
+    hw = load_hardware(path)
+    assert [l.kind for l in hw.net.layers] == ["conv", "conv", "dense"] and hw.placement.n_cores >= 3
+
+
+def test_library_call_with_arrays(tmp_path):
+    nets = _nets()
+    rng = np.random.default_rng(1)
+    art = nets.random_artifact(rng, hidden=(12,), n_in=10, time_steps=5)
+    path = write_artifact(art, tmp_path / "a.h5")
+    x = nets.artifact_inputs(rng, art, 12)
+    y = rng.integers(0, 4, 12)
+    res = map_to_lava(path, 12, inputs=x, labels=y, out_dir=tmp_path / "o", progress=False, chip="loihi2")
+    assert res.lava_mismatches == 0 and res.n_samples == 12
+    assert res.lava_accuracy == res.integer_accuracy
+    assert res.prediction_agreement_float_lava >= 0.9 and len(res.spike_agreement) == 1
+    assert res.chip == "loihi2" and res.n_cores == 2 and res.time_per_step_ms > 0
+    assert "Lava fixed_pt" in res.summary()
+
+
+def test_other_targets_and_errors(tmp_path, capsys):
+    nets = _nets()
+    art = nets.random_artifact(np.random.default_rng(2), hidden=(8,))
+    path = write_artifact(art, tmp_path / "a.h5")
+    assert main(["--to", "nir", str(path), "--out", str(tmp_path / "a.nir")]) == 0
+    assert len(nir.read(tmp_path / "a.nir").nodes) == 6
+    assert main(["--to", "netx", str(path), "--out", str(tmp_path / "a.netx.h5")]) == 0
+    assert (tmp_path / "a.netx.h5").exists()
+    capsys.readouterr()
+    assert main([str(tmp_path / "missing.h5")]) == 2
+    assert "no such artifact file" in capsys.readouterr().err
+    assert main([str(path), "--samples", "3"]) == 2  # dataset 'random' is unknown: a one-line error
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert main([str(path), "--inputs", str(tmp_path / "none.npz")]) == 2
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3, 5), np.int64))
+    assert main([str(path), "--inputs", str(tmp_path / "bad.npz")]) == 2
+    assert "expects" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+
+
+def test_brian2_target_is_dispatched_lazily(tmp_path, capsys):
+    if importlib.util.find_spec("neuro_agmm.crosscheck") is not None:
+        # dispatched to neuro_agmm.crosscheck.run_brian2_cli, whose user errors come back as exit code 2
+        assert main(["--to", "brian2", str(tmp_path / "missing.h5")]) == 2
+        assert "missing.h5" in capsys.readouterr().err
+        return
+    path = write_artifact(_nets().random_artifact(np.random.default_rng(3)), tmp_path / "a.h5")
+    assert main(["--to", "brian2", str(path)]) == 2
+    assert "neuro_agmm.crosscheck" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_trained_digits_network_keeps_its_accuracy_on_lava(tmp_path):
+    """Train a small digits BSNN (torch side), then map it: Lava accuracy within 1 point of float."""
+    pytest.importorskip("torch")
+    from neuro_agmm.train import TrainConfig, train
+
+    res = train(TrainConfig(dataset="digits", arch="mlp", method="vanilla", epochs=20, out=str(tmp_path / "run"),
+                            progress=False))
+    assert res.artifact_path is not None
+    m = map_to_lava(res.artifact_path, 360, out_dir=tmp_path / "map", progress=False)
+    assert m.n_samples == 360 and m.lava_mismatches == 0
+    assert m.float_accuracy > 0.85
+    assert abs(m.float_accuracy - m.lava_accuracy) <= 0.01, m.summary()
