@@ -1,0 +1,66 @@
+"""Energy report: files written, numbers consistent with the energy module, CLI errors."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuro_agmm import report
+from neuro_agmm.artifact import write_artifact
+
+
+def _nets():
+    path = Path(__file__).resolve().parents[1] / "hw_models" / "nets.py"
+    if "hw_test_nets" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("hw_test_nets", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["hw_test_nets"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["hw_test_nets"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    nets = _nets()
+    rng = np.random.default_rng(3)
+    art = nets.random_artifact(rng, kind="dense", hidden=(16,), input_max=16, time_steps=5)
+    d = tmp_path_factory.mktemp("rep")
+    path = write_artifact(art, d / "m.h5")
+    x = nets.artifact_inputs(rng, art, 6)
+    y = rng.integers(0, art.layers[-1].out_shape[0], 6)
+    np.savez(d / "x.npz", x=x, y=y)
+    return path, x, y, d
+
+
+def test_energy_report_writes_everything(artifact, tmp_path):
+    path, x, y, _ = artifact
+    rep = report.energy_report(path, x, y, out_dir=tmp_path)
+    for key in ("json", "markdown", "png_energy", "png_layers", "png_activity"):
+        assert rep.files[key].exists() and rep.files[key].stat().st_size > 0
+    d = json.loads(rep.files["json"].read_text())
+    names = [s["name"] for s in d["energy"]["scenarios"]]
+    assert names[0] == "bsnn_loihi" and "ann_fp32_45nm" in names
+    assert 0.0 <= d["accuracy_integer"] <= 1.0
+    md = rep.files["markdown"].read_text()
+    assert "Davies" in md and "Horowitz" in md and "Synapse memory" in md
+    # binary hidden layer: 1 bit per weight
+    mem = rep.memory.layers[0]
+    assert mem["weight_bits"] == 1 and mem["bits"] * 32 == mem["float32_bits"]
+    tot = rep.energy.scenario("bsnn_loihi")
+    assert tot.total_pj > 0 and rep.energy.activity.n_samples == 6
+
+
+def test_cli(artifact, tmp_path, capsys):
+    path, _, _, d = artifact
+    rc = report.main([str(path), "--inputs", str(d / "x.npz"), "--samples", "4", "--out", str(tmp_path / "o"),
+                      "--hops", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "bsnn_loihi" in out and "2 tile hops" in out
+    assert json.loads((tmp_path / "o" / "energy.json").read_text())["energy"]["activity"]["n_samples"] == 4
+    assert report.main([str(tmp_path / "nope.h5"), "--inputs", str(d / "x.npz"), "--out", str(tmp_path)]) == 2
+    assert report.main([str(path), "--inputs", str(tmp_path / "none.npz"), "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
