@@ -112,9 +112,23 @@ def _job_children(pid: int) -> dict[int, bool]:
     return kids
 
 
-def _child_main(fn: Callable, args: tuple, conn, shm_log: str) -> None:
+def _child_main(fn: Callable, args: tuple, conn, shm_log: str, fail_log: str) -> None:
     os.setsid()  # own process group: the watchdog can kill the job and every Lava worker at once
     from multiprocessing import shared_memory
+
+    from lava.magma.runtime import runtime as lava_runtime
+
+    original_target = lava_runtime.target_fn
+
+    def reporting_target(*a, **kw):  # runs in each forked Lava worker: report a raising process model
+        try:
+            return original_target(*a, **kw)
+        except BaseException:
+            with open(fail_log, "a") as f:
+                f.write(traceback.format_exc())
+            raise
+
+    lava_runtime.target_fn = reporting_target  # Runtime looks the name up at call time
 
     original_init = shared_memory.SharedMemory.__init__
 
@@ -134,6 +148,14 @@ def _child_main(fn: Callable, args: tuple, conn, shm_log: str) -> None:
         conn.close()
     finally:
         os._exit(0)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _cleanup_shm(shm_log: str) -> tuple[str, ...]:
@@ -172,7 +194,9 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
     recv_conn, send_conn = ctx.Pipe(duplex=False)
     fd, shm_log = tempfile.mkstemp(prefix="lava_shm_", suffix=".log")
     os.close(fd)
-    proc = ctx.Process(target=_child_main, args=(fn, args, send_conn, shm_log), daemon=False)
+    fd, fail_log = tempfile.mkstemp(prefix="lava_fail_", suffix=".log")
+    os.close(fd)
+    proc = ctx.Process(target=_child_main, args=(fn, args, send_conn, shm_log, fail_log), daemon=False)
     t0 = time.monotonic()
     proc.start()
     send_conn.close()
@@ -194,6 +218,12 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
                 if recv_conn.poll(0.5):
                     continue
                 failure = f"{what}: the job died (exit code {proc.exitcode}) without a result"
+                break
+            worker_trace = _read_text(fail_log)
+            if worker_trace:
+                last = worker_trace.strip().splitlines()[-1]
+                failure = f"{what}: a Lava worker process ended after {elapsed:.1f} s: its process model raised " \
+                          f"({last}); stopped the run"
                 break
             if elapsed > timeout:
                 failure = f"{what}: no result within the {timeout:.0f} s watchdog bound (Lava hangs when a " \
@@ -226,10 +256,11 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
         proc.join(10.0)
         recv_conn.close()
         names = _cleanup_shm(shm_log)
-        try:
-            os.unlink(shm_log)
-        except OSError:
-            pass
+        for log in (shm_log, fail_log):
+            try:
+                os.unlink(log)
+            except OSError:
+                pass
     if failure is not None:
         raise LavaRunError(failure, names)
     status, payload = result

@@ -28,25 +28,37 @@ class RunTrace:
         return int(np.argmax(self.v[-1][-1]))
 
 
-def conv2d_int(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
-    """Integer cross-correlation of ``x`` (C, H, W) with ``w`` (O, C, kH, kW); returns (O, H', W') int64."""
-    c, h, wd = x.shape
+def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+           dtype=np.int64) -> np.ndarray:
+    """Cross-correlation (torch's ``conv2d``) of ``x`` (C, H, W) or (B, C, H, W) with ``w`` (O, C, kH, kW).
+
+    Computed in ``dtype`` (int64 for the integer network, float for the float model);
+    returns (O, H', W') or (B, O, H', W').
+    """
+    batched = x.ndim == 4
+    xb = x if batched else x[None]
+    b, c, h, wd = xb.shape
     o, c2, kh, kw = w.shape
     if c != c2:
         raise ValueError(f"conv input has {c} channels, weights expect {c2}")
     ph, pw = padding
     sh, sw = stride
-    xp = np.zeros((c, h + 2 * ph, wd + 2 * pw), dtype=np.int64)
-    xp[:, ph:ph + h, pw:pw + wd] = x
+    xp = np.zeros((b, c, h + 2 * ph, wd + 2 * pw), dtype=dtype)
+    xp[:, :, ph:ph + h, pw:pw + wd] = xb
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (wd + 2 * pw - kw) // sw + 1
-    out = np.zeros((o, ho, wo), dtype=np.int64)
-    w64 = w.astype(np.int64)
+    out = np.zeros((b, o, ho, wo), dtype=dtype)
+    wc = w.astype(dtype)
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, i:i + sh * ho:sh, j:j + sw * wo:sw]  # (C, ho, wo)
-            out += np.einsum("oc,chw->ohw", w64[:, :, i, j], patch)
-    return out
+            patch = xp[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw]  # (B, C, ho, wo)
+            out += np.einsum("oc,bchw->bohw", wc[:, :, i, j], patch)
+    return out if batched else out[0]
+
+
+def conv2d_int(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+    """Integer cross-correlation of ``x`` (C, H, W) with ``w`` (O, C, kH, kW); returns (O, H', W') int64."""
+    return conv2d(x, w, stride, padding, dtype=np.int64)
 
 
 def synaptic_activation(layer: IntLayer, s_in: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
+from hw_models.reference import conv2d
 
 
 @dataclass
@@ -41,23 +42,8 @@ class FloatTrace:
 
 
 def conv2d_float(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
-    """Cross-correlation of ``x`` (B, C, H, W) with ``w`` (O, C, kH, kW), torch's ``conv2d`` semantics."""
-    b, c, h, wd = x.shape
-    o, c2, kh, kw = w.shape
-    if c != c2:
-        raise ValueError(f"conv input has {c} channels, weights expect {c2}")
-    ph, pw = padding
-    sh, sw = stride
-    xp = np.zeros((b, c, h + 2 * ph, wd + 2 * pw), dtype=x.dtype)
-    xp[:, :, ph:ph + h, pw:pw + wd] = x
-    ho = (h + 2 * ph - kh) // sh + 1
-    wo = (wd + 2 * pw - kw) // sw + 1
-    out = np.zeros((b, o, ho, wo), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw]
-            out += np.einsum("oc,bchw->bohw", w[:, :, i, j].astype(x.dtype), patch)
-    return out
+    """Cross-correlation of ``x`` (B, C, H, W) with ``w`` (O, C, kH, kW) in ``x``'s float dtype."""
+    return conv2d(x, w, stride, padding, dtype=x.dtype)
 
 
 def layer_input_current(layer: LayerSpec, x: np.ndarray, dtype=np.float64) -> np.ndarray:

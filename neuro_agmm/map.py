@@ -253,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", help="model artifact (.h5) written by neuro_agmm.train")
     p.add_argument("--to", choices=TARGETS, default="lava", help="target (default: lava)")
-    p.add_argument("--samples", type=int, default=100, help="test samples to run (0: map only; default 100)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="test samples to run (0: map only; default 100 for lava, 10 for brian2)")
+    p.add_argument("--target", choices=("numpy", "cython"), default="numpy",
+                   help="Brian2 code-generation target for --to brian2 (default: numpy; cython compiles once)")
     p.add_argument("--inputs", help="npz with x (N, T, *input_shape) integer levels and optional y (N,)")
     p.add_argument("--data-root", default="datasets", help="dataset root for --samples (default: datasets)")
     p.add_argument("--timeout", type=float, default=None,
@@ -269,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.samples is None:
+        args.samples = 10 if args.to == "brian2" else 100
     from hw_models.lava_backend import LavaRunError
     from hw_models.placer import PlacementError
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.lava_procs.process import BinaryConv, BinaryDense, CoreLIF
-from hw_models.reference import conv2d_int
+from hw_models.reference import conv2d, conv2d_int
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -100,18 +100,7 @@ class PyBinaryDenseFloat(_SynapseFloatBase):
 class PyBinaryConvFloat(_SynapseFloatBase):
     def accumulate(self, s_in: np.ndarray) -> np.ndarray:
         p = self.proc_params
-        x = s_in.reshape(p["in_shape"])
-        c, h, w = x.shape
-        o, _, kh, kw = self.weights.shape
-        (sh, sw), (ph, pw) = p["stride"], p["padding"]
-        xp = np.zeros((c, h + 2 * ph, w + 2 * pw))
-        xp[:, ph:ph + h, pw:pw + w] = x
-        ho, wo = p["out_shape"][1:]
-        out = np.zeros((o, ho, wo))
-        for i in range(kh):
-            for j in range(kw):
-                out += np.einsum("oc,chw->ohw", self.weights[:, :, i, j], xp[:, i:i + sh * ho:sh, j:j + sw * wo:sw])
-        return out.reshape(-1)
+        return conv2d(s_in.reshape(p["in_shape"]), self.weights, p["stride"], p["padding"], dtype=float).reshape(-1)
 
 
 class _CoreLifBase(PyLoihiProcessModel):

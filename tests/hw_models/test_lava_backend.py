@@ -93,9 +93,9 @@ def _failing_lava_job():
 
 def test_watchdog_stops_a_failing_process_model_and_cleans_shared_memory():
     t0 = time.monotonic()
-    with pytest.raises(LavaRunError, match="worker process ended") as err:
+    with pytest.raises(LavaRunError, match=r"worker process ended .*process model raised \(TypeError") as err:
         run_guarded(_failing_lava_job, (), timeout=60, grace=3.0)
-    assert time.monotonic() - t0 < 30  # detected from the dead worker, well before the 60 s bound
+    assert time.monotonic() - t0 < 30  # reported by the dying worker itself, well before the 60 s bound
     assert err.value.shm_names, "the job's shared-memory segments should have been logged"
     assert not [n for n in err.value.shm_names if os.path.exists(f"/dev/shm/{n}")]
 

@@ -83,15 +83,21 @@ def test_other_targets_and_errors(tmp_path, capsys):
     assert e.value.code == 0
 
 
-def test_brian2_target_is_dispatched_lazily(tmp_path, capsys):
-    if importlib.util.find_spec("neuro_agmm.crosscheck") is not None:
-        # dispatched to neuro_agmm.crosscheck.run_brian2_cli, whose user errors come back as exit code 2
-        assert main(["--to", "brian2", str(tmp_path / "missing.h5")]) == 2
-        assert "missing.h5" in capsys.readouterr().err
-        return
-    path = write_artifact(_nets().random_artifact(np.random.default_rng(3)), tmp_path / "a.h5")
-    assert main(["--to", "brian2", str(path)]) == 2
-    assert "neuro_agmm.crosscheck" in capsys.readouterr().err
+def test_brian2_target_runs_the_crosscheck(tmp_path, capsys):
+    nets = _nets()
+    rng = np.random.default_rng(3)
+    art = nets.random_artifact(rng, hidden=(6,), n_in=8, time_steps=4)
+    path = write_artifact(art, tmp_path / "a.h5")
+    np.savez(tmp_path / "x.npz", x=nets.artifact_inputs(rng, art, 2))
+    out = tmp_path / "check.json"
+    assert main(["--to", "brian2", str(path), "--inputs", str(tmp_path / "x.npz"), "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["total_mismatches"] == 0 and report["n_samples"] == 2
+    assert {b["backend"] for b in report["backends"]} == {"emulator", "brian2"}
+    assert "codegen target numpy" in capsys.readouterr().out
+    assert main(["--to", "brian2", str(tmp_path / "missing.h5")]) == 2
+    assert "missing.h5" in capsys.readouterr().err
 
 
 @pytest.mark.slow
