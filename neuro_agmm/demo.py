@@ -1,0 +1,117 @@
+"""The main job: the whole pipeline on the embedded default data, in one command.
+
+1. train an AGMM binary SNN (MLP) on scikit-learn's digits and write ``model.h5``;
+2. quantize and place it on Loihi-style cores and run it bit-accurately in Lava;
+3. cross-check emulator, Brian2 and Lava spike for spike, and report energy per inference;
+4. train the same kind of network on the embedded DVS event dataset (digits-dvs) and run
+   event-driven streaming inference on its test recordings.
+
+Everything lands in ``--out`` (default ``runs/demo``) and ``summary.md`` there collects
+the numbers. ``scripts/demo.sh`` sets up the environment and runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from neuro_agmm.artifact import atomic_write, read_artifact
+
+
+def _section(title: str) -> None:
+    print(f"\n=== {title} " + "=" * max(0, 70 - len(title)), flush=True)
+
+
+def run_demo(out: Path, epochs: int = 40, lava_samples: int = 50, crosscheck_samples: int = 20,
+             energy_samples: int = 360, dvs_epochs: int = 15, progress: bool = True) -> dict:
+    """Run the four stages; return a dict of the headline numbers (also written to ``summary.json``)."""
+    from neuro_agmm.crosscheck import crosscheck
+    from neuro_agmm.infer import infer
+    from neuro_agmm.map import load_inputs, map_to_lava
+    from neuro_agmm.report import energy_report
+    from neuro_agmm.train import TrainConfig, train
+
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    summary: dict = {}
+
+    _section("1/4 train an AGMM binary SNN on digits (Norse LIF, ±1 hidden weights, 8-bit first/last)")
+    cfg = TrainConfig(dataset="digits", arch="mlp", method="agmm", epochs=epochs, time_steps=4,
+                      seed=0, out=str(out / "digits-agmm"), progress=progress)
+    res = train(cfg)
+    fin = res.final
+    summary["digits_test_acc"] = fin.get("test_acc")
+    summary["artifact"] = str(res.artifact_path)
+    print(f"test accuracy {100 * fin.get('test_acc', float('nan')):.2f}% after {epochs} epochs; "
+          f"artifact {res.artifact_path}")
+    for k in ("artifact_bytes", "weight_storage_ratio", "binary_weight_ratio"):
+        if k in res.summary:
+            summary[k] = res.summary[k]
+
+    _section(f"2/4 map to Loihi-style cores and run bit-accurately in Lava ({lava_samples} test samples)")
+    mres = map_to_lava(res.artifact_path, n_samples=lava_samples, out_dir=out / "map", progress=progress)
+    print(mres.summary())
+    summary["lava"] = {k: getattr(mres, k) for k in ("float_accuracy", "integer_accuracy", "lava_accuracy",
+                                                     "lava_mismatches", "n_cores", "n_chips", "time_per_step_ms")}
+
+    _section(f"3/4 cross-check emulator / Brian2 / Lava spike for spike ({crosscheck_samples} samples) and energy")
+    x, y = load_inputs(read_artifact(res.artifact_path), energy_samples, None, "datasets")
+    cc = crosscheck(res.artifact_path, x[:crosscheck_samples], progress=progress)
+    print(cc.summary())
+    cc.write_json(out / "crosscheck.json")
+    rep = energy_report(res.artifact_path, x, y, out_dir=out / "energy")
+    print(rep.markdown())
+    summary["crosscheck_mismatches"] = cc.total_mismatches
+    summary["energy_pj_per_inference"] = {s.name: s.total_pj for s in rep.energy.scenarios}
+
+    _section("4/4 event-driven inference on the embedded DVS dataset (digits-dvs)")
+    dcfg = TrainConfig(dataset="digits-dvs", arch="mlp", method="agmm", epochs=dvs_epochs, time_steps=8,
+                       seed=0, out=str(out / "digits-dvs-agmm"), progress=progress)
+    dres = train(dcfg)
+    print(f"digits-dvs test accuracy (float, dense frames) {100 * dres.final.get('test_acc', float('nan')):.2f}%")
+    ires = infer(dres.artifact_path, dataset="digits-dvs", split="test", backend="emulator", progress=progress)
+    print(ires.summary())
+    ires.write_json(out / "infer-digits-dvs.json")
+    summary["digits_dvs_test_acc"] = dres.final.get("test_acc")
+    summary["streaming"] = ires.stats()
+
+    summary["seconds"] = round(time.time() - t_start, 1)
+    atomic_write(out / "summary.json",
+                 lambda p: p.write_text(json.dumps(summary, indent=2, default=_jsonable)))
+    _section(f"done in {summary['seconds']} s; numbers in {out / 'summary.json'}")
+    return summary
+
+
+def _jsonable(o):
+    try:
+        return o.item()
+    except AttributeError:
+        return str(o)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m neuro_agmm.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs on digits (default: 40)")
+    p.add_argument("--dvs-epochs", type=int, default=15, help="training epochs on digits-dvs (default: 15)")
+    p.add_argument("--lava-samples", type=int, default=50, help="test samples run in Lava (default: 50)")
+    p.add_argument("--crosscheck-samples", type=int, default=20,
+                   help="samples compared spike for spike across backends (default: 20)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_demo(Path(args.out), epochs=args.epochs, lava_samples=args.lava_samples,
+             crosscheck_samples=args.crosscheck_samples, dvs_epochs=args.dvs_epochs,
+             progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
