@@ -34,7 +34,7 @@ import numpy as np
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.placer import Placement
 from hw_models.quantizer import QuantReport
-from neuro_agmm.artifact import ArtifactError, atomic_write
+from neuro_agmm.artifact import ArtifactError, atomic_write, open_h5, require_attr, require_dataset
 
 HW_FORMAT = "neuro_agmm.hardware"
 HW_FORMAT_VERSION = 1
@@ -98,36 +98,18 @@ def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optio
     return atomic_write(path, write)
 
 
-def _attr(g: h5py.Group, key: str, where: str):
-    if key not in g.attrs:
-        raise ArtifactError(f"{where}: missing attribute {key!r}")
-    return g.attrs[key]
-
-
-def _data(g: h5py.Group, key: str, where: str) -> np.ndarray:
-    if key not in g or not isinstance(g[key], h5py.Dataset):
-        raise ArtifactError(f"{where}: missing dataset {key!r}")
-    return g[key][()]
-
-
 def load_hardware(path: str | os.PathLike) -> HardwareSection:
     """Read and validate the ``/hardware`` group; raise ``ArtifactError`` naming what is missing or wrong."""
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ArtifactError(f"{path}: not a readable HDF5 file ({e})") from e
-    with f:
+    with open_h5(path, "file") as f:
         if GROUP not in f:
             raise ArtifactError(f"{path}: missing group '/{GROUP}' (map the artifact first: python -m neuro_agmm.map)")
         g = f[GROUP]
         where = f"{path}:/{GROUP}"
-        fmt = _attr(g, "format", where)
+        fmt = require_attr(g, "format", where)
         if fmt != HW_FORMAT:
             raise ArtifactError(f"{where}: format is {fmt!r}, expected {HW_FORMAT!r}")
-        ver = int(_attr(g, "format_version", where))
+        ver = int(require_attr(g, "format_version", where))
         if ver != HW_FORMAT_VERSION:
             raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {HW_FORMAT_VERSION})")
         if "layers" not in g:
@@ -138,31 +120,33 @@ def load_hardware(path: str | os.PathLike) -> HardwareSection:
                 raise ArtifactError(f"{where}/layers: missing layer {i}")
             lg = g["layers"][str(i)]
             lw = f"{where}/layers/{i}"
-            wshape = tuple(int(x) for x in _attr(lg, "weight_shape", lw))
-            bits = int(_attr(lg, "weight_bits", lw))
+            wshape = tuple(int(x) for x in require_attr(lg, "weight_shape", lw))
+            bits = int(require_attr(lg, "weight_bits", lw))
             if bits == 1:
-                packed = _data(lg, "sign_bits", lw)
+                packed = require_dataset(lg, "sign_bits", lw)
                 n_w = int(np.prod(wshape))
                 if packed.size != (n_w + 7) // 8:
                     raise ArtifactError(f"{lw}/sign_bits: {packed.size} bytes, expected {(n_w + 7) // 8}")
                 w = np.where(np.unpackbits(packed, count=n_w) > 0, 1, -1).astype(np.int8).reshape(wshape)
             else:
-                w = _data(lg, "weight_mant", lw)
+                w = require_dataset(lg, "weight_mant", lw)
                 if w.shape != wshape:
                     raise ArtifactError(f"{lw}/weight_mant: shape {w.shape} != weight_shape {wshape}")
                 w = w.astype(np.int16)
             layers.append(IntLayer(
-                name=str(_attr(lg, "name", lw)), kind=str(_attr(lg, "kind", lw)), weight_mant=w,
-                weight_exp=int(_attr(lg, "weight_exp", lw)), weight_bits=bits,
-                vth=_data(lg, "vth", lw).astype(np.int32), bias_mant=_data(lg, "bias_mant", lw).astype(np.int32),
-                bias_exp=_data(lg, "bias_exp", lw).astype(np.int32), du=int(_attr(lg, "du", lw)),
-                dv=int(_attr(lg, "dv", lw)), in_shape=tuple(int(x) for x in _attr(lg, "in_shape", lw)),
-                out_shape=tuple(int(x) for x in _attr(lg, "out_shape", lw)),
-                stride=tuple(int(x) for x in _attr(lg, "stride", lw)),
-                padding=tuple(int(x) for x in _attr(lg, "padding", lw)), readout=bool(_attr(lg, "readout", lw))))
-        net = IntegerNetwork(layers=layers, input_shape=tuple(int(x) for x in _attr(g, "input_shape", where)),
-                             input_max=int(_attr(g, "input_max", where)),
-                             meta=json.loads(str(_attr(g, "meta", where))))
+                name=str(require_attr(lg, "name", lw)), kind=str(require_attr(lg, "kind", lw)), weight_mant=w,
+                weight_exp=int(require_attr(lg, "weight_exp", lw)), weight_bits=bits,
+                vth=require_dataset(lg, "vth", lw).astype(np.int32),
+                bias_mant=require_dataset(lg, "bias_mant", lw).astype(np.int32),
+                bias_exp=require_dataset(lg, "bias_exp", lw).astype(np.int32), du=int(require_attr(lg, "du", lw)),
+                dv=int(require_attr(lg, "dv", lw)), in_shape=tuple(int(x) for x in require_attr(lg, "in_shape", lw)),
+                out_shape=tuple(int(x) for x in require_attr(lg, "out_shape", lw)),
+                stride=tuple(int(x) for x in require_attr(lg, "stride", lw)),
+                padding=tuple(int(x) for x in require_attr(lg, "padding", lw)),
+                readout=bool(require_attr(lg, "readout", lw))))
+        net = IntegerNetwork(layers=layers, input_shape=tuple(int(x) for x in require_attr(g, "input_shape", where)),
+                             input_max=int(require_attr(g, "input_max", where)),
+                             meta=json.loads(str(require_attr(g, "meta", where))))
         try:
             net.validate()
         except ValueError as e:

@@ -100,16 +100,26 @@ class ModelArtifact:
     hardware: Optional[dict] = None  # filled by the mapper; opaque here
 
 
-def _require(group: h5py.Group, key: str, where: str):
+def require_attr(group: h5py.Group, key: str, where: str):
     if key not in group.attrs:
         raise ArtifactError(f"{where}: missing attribute {key!r}")
     return group.attrs[key]
 
 
-def _dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
+def require_dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
     if key not in group or not isinstance(group[key], h5py.Dataset):
         raise ArtifactError(f"{where}: missing dataset {key!r}")
     return group[key][()]
+
+
+def open_h5(path: Path, what: str = "artifact file") -> h5py.File:
+    """Open ``path`` read-only; ``ArtifactError`` if it is missing or not HDF5 (e.g. truncated)."""
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ArtifactError(f"{path}: not a readable HDF5 file ({e})") from e
 
 
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
@@ -174,18 +184,12 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
 def read_artifact(path: str | os.PathLike) -> ModelArtifact:
     """Read and validate an artifact; raise ``ArtifactError`` naming the file and the bad field."""
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such artifact file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ArtifactError(f"{path}: not a readable HDF5 file ({e})") from e
-    with f:
+    with open_h5(path) as f:
         where = str(path)
-        fmt = _require(f, "format", where)
+        fmt = require_attr(f, "format", where)
         if fmt != FORMAT_NAME:
             raise ArtifactError(f"{where}: format is {fmt!r}, expected {FORMAT_NAME!r}")
-        ver = int(_require(f, "format_version", where))
+        ver = int(require_attr(f, "format_version", where))
         if ver != FORMAT_VERSION:
             raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {FORMAT_VERSION})")
         if "layers" not in f:
@@ -197,17 +201,17 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                 raise ArtifactError(f"{where}: layers are not numbered 0..{len(f['layers']) - 1} (missing {key})")
             g = f["layers"][key]
             lw = f"{where}:/layers/{key}"
-            precision = str(_require(g, "precision", lw))
-            wshape = tuple(int(x) for x in _require(g, "weight_shape", lw))
+            precision = str(require_attr(g, "precision", lw))
+            wshape = tuple(int(x) for x in require_attr(g, "weight_shape", lw))
             n_w = int(np.prod(wshape))
             if precision == "binary":
-                bits = _dataset(g, "sign_bits", lw)
+                bits = require_dataset(g, "sign_bits", lw)
                 if bits.dtype != np.uint8 or bits.size != (n_w + 7) // 8:
                     raise ArtifactError(f"{lw}/sign_bits: expected {(n_w + 7) // 8} uint8 bytes for weight shape "
                                         f"{wshape}, found {bits.size} {bits.dtype}")
                 weight = np.where(np.unpackbits(bits, count=n_w) > 0, 1, -1).astype(np.float32).reshape(wshape)
             elif precision == "int8":
-                weight = _dataset(g, "weight", lw)
+                weight = require_dataset(g, "weight", lw)
                 if weight.shape != wshape:
                     raise ArtifactError(f"{lw}/weight: shape {weight.shape} != weight_shape {wshape}")
                 weight = weight.astype(np.float32)
@@ -215,7 +219,8 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                 raise ArtifactError(f"{lw}: unknown precision {precision!r}")
             bn = None
             if "bn" in g:
-                stats = {k: _dataset(g["bn"], k, lw + "/bn").astype(np.float64) for k in ("gamma", "beta", "mean", "var")}
+                stats = {k: require_dataset(g["bn"], k, lw + "/bn").astype(np.float64)
+                         for k in ("gamma", "beta", "mean", "var")}
                 for k, arr in stats.items():
                     if arr.shape != (wshape[0],):
                         raise ArtifactError(f"{lw}/bn/{k}: shape {arr.shape}, expected ({wshape[0]},)")
@@ -223,29 +228,30 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                         raise ArtifactError(f"{lw}/bn/{k}: contains NaN or inf")
                 if np.any(stats["var"] < 0):
                     raise ArtifactError(f"{lw}/bn/var: negative variance")
-                bn = BatchNormSpec(**stats, eps=float(_require(g["bn"], "eps", lw + "/bn")))
-            scale = _dataset(g, "scale", lw).astype(np.float64)
-            bias = _dataset(g, "bias", lw).astype(np.float64)
+                bn = BatchNormSpec(**stats, eps=float(require_attr(g["bn"], "eps", lw + "/bn")))
+            scale = require_dataset(g, "scale", lw).astype(np.float64)
+            bias = require_dataset(g, "bias", lw).astype(np.float64)
             for name, arr in (("scale", scale), ("bias", bias)):
                 if arr.shape != (wshape[0],):
                     raise ArtifactError(f"{lw}/{name}: shape {arr.shape}, expected ({wshape[0]},)")
                 if not np.all(np.isfinite(arr)):
                     raise ArtifactError(f"{lw}/{name}: contains NaN or inf")
             layers.append(LayerSpec(
-                name=str(_require(g, "name", lw)), kind=str(_require(g, "kind", lw)), precision=precision,
+                name=str(require_attr(g, "name", lw)), kind=str(require_attr(g, "kind", lw)), precision=precision,
                 weight=weight, scale=scale, bias=bias,
-                in_shape=tuple(int(x) for x in _require(g, "in_shape", lw)),
-                out_shape=tuple(int(x) for x in _require(g, "out_shape", lw)),
-                leak=float(_require(g, "leak", lw)), threshold=float(_require(g, "threshold", lw)),
-                input_gain=float(_require(g, "input_gain", lw)), spiking=bool(_require(g, "spiking", lw)),
-                stride=tuple(int(x) for x in _require(g, "stride", lw)),
-                padding=tuple(int(x) for x in _require(g, "padding", lw)), bn=bn))
+                in_shape=tuple(int(x) for x in require_attr(g, "in_shape", lw)),
+                out_shape=tuple(int(x) for x in require_attr(g, "out_shape", lw)),
+                leak=float(require_attr(g, "leak", lw)), threshold=float(require_attr(g, "threshold", lw)),
+                input_gain=float(require_attr(g, "input_gain", lw)), spiking=bool(require_attr(g, "spiking", lw)),
+                stride=tuple(int(x) for x in require_attr(g, "stride", lw)),
+                padding=tuple(int(x) for x in require_attr(g, "padding", lw)), bn=bn))
         prov = {}
         if "provenance" in f:
             for k, v in f["provenance"].attrs.items():
                 prov[k] = v.item() if hasattr(v, "item") else v
         return ModelArtifact(
-            layers=layers, input_shape=tuple(int(x) for x in _require(f, "input_shape", where)),
-            input_scale=float(_require(f, "input_scale", where)), input_max=int(_require(f, "input_max", where)),
-            time_steps=int(_require(f, "time_steps", where)), encoding=str(_require(f, "encoding", where)),
+            layers=layers, input_shape=tuple(int(x) for x in require_attr(f, "input_shape", where)),
+            input_scale=float(require_attr(f, "input_scale", where)),
+            input_max=int(require_attr(f, "input_max", where)),
+            time_steps=int(require_attr(f, "time_steps", where)), encoding=str(require_attr(f, "encoding", where)),
             provenance=prov, hardware={"present": True} if "hardware" in f else None)

@@ -318,8 +318,8 @@ class InferResult:
         lines = [f"streaming inference: {self.model} on backend {self.backend} "
                  f"({'streaming' if self.streaming else 'whole recordings'}; window {self.window_us} µs, "
                  f"step {self.step_us} µs)",
-                 f"| recordings | events | accuracy | events/s | real-time factor | latency/window mean / p99 / max (ms) "
-                 f"| SynOps/inference | energy/inference |",
+                 "| recordings | events | accuracy | events/s | real-time factor | latency/window mean / p99 / max (ms) "
+                 "| SynOps/inference | energy/inference |",
                  "|---|---|---|---|---|---|---|---|",
                  f"| {s['recordings']} | {s['events']} | {f(s['accuracy'], '.3f')} | {f(s['events_per_s'], '.3g')} | "
                  f"{f(s['real_time_factor'], '.3g')} | {f(s['latency_ms_mean'], '.3f')} / {f(s['latency_ms_p99'], '.3f')}"

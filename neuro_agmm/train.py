@@ -248,10 +248,6 @@ def train(cfg: TrainConfig, callbacks: Optional[list[Callback]] = None, resume: 
     ``split``: an already loaded ``DatasetSplit`` (else ``load_dataset`` per ``cfg``).
     Raises ``ValueError`` (bad config), ``CheckpointError``, ``TrainingDiverged``.
     """
-    from neuro_agmm.data import load_dataset
-    from neuro_agmm.export import data_info, evaluate_artifact, export_artifact, weight_storage
-    from neuro_agmm.models import ModelConfig, build_from_config
-
     cfg.validate()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:

@@ -30,7 +30,8 @@ from typing import Literal, Optional
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events, sort_by_time
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+                                     read_file_bytes, sort_by_time)
 
 DVS128_SENSOR = SensorSize(128, 128, 2)
 MAGIC = b"#!AER-DAT2.0"
@@ -74,10 +75,7 @@ def read_aedat2(path: str | os.PathLike, orientation: Orientation = "image",
                 stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read a DVS128 AEDAT 2.0 file; events sorted by time."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise EventFileError(path, f"cannot read ({e})") from e
+    data = read_file_bytes(path)
     body = split_header(data, path, MAGIC)
     n_bytes = len(data) - body
     if n_bytes % 8:

@@ -33,7 +33,8 @@ from typing import Optional
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events, sort_by_time
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+                                     read_file_bytes, sort_by_time)
 
 DVS_GESTURE_SENSOR = SensorSize(128, 128, 2)
 MAGIC = b"#!AER-DAT3.1"
@@ -51,12 +52,7 @@ def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize = DVS_GESTURE_S
                 stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read the polarity events of an AEDAT 3.1 file, sorted by time."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise EventFileError(path, f"cannot read ({e})") from e
-    if not data.startswith(MAGIC):
-        raise EventFileError(path, f"does not start with {MAGIC.decode()!r} (found {data[:16]!r})", offset=0)
+    data = read_file_bytes(path, MAGIC)
     end = data.find(END_HEADER)
     if end < 0:
         raise EventFileError(path, "no '#!END-HEADER' line (truncated header)", offset=0)

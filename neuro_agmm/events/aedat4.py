@@ -34,7 +34,8 @@ import lz4.frame
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events, sort_by_time
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+                                     read_file_bytes, sort_by_time)
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 COMPRESSION = {0: "none", 1: "lz4", 2: "lz4_high", 3: "zstd", 4: "zstd_high"}
@@ -120,12 +121,7 @@ def read_aedat4(path: str | os.PathLike, stream_id: Optional[int] = None,
                 stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read the polarity events of one EVTS stream of an AEDAT 4.0 file, sorted by time."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise EventFileError(path, f"cannot read ({e})") from e
-    if not data.startswith(MAGIC):
-        raise EventFileError(path, f"does not start with '#!AER-DAT4.0' (found {data[:16]!r})", offset=0)
+    data = read_file_bytes(path, MAGIC)
     pos = len(MAGIC)
     if pos + 4 > len(data):
         raise EventFileError(path, "truncated before the header length", offset=pos)

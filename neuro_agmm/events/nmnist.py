@@ -27,7 +27,8 @@ from typing import Optional
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+                                     read_file_bytes)
 
 NMNIST_SENSOR = SensorSize(34, 34, 2)
 NCALTECH_SENSOR = SensorSize(240, 180, 2)
@@ -73,10 +74,7 @@ def read_nmnist(path: str | os.PathLike, sensor_size: Optional[SensorSize] = NMN
                 overflow_markers: bool = True, stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read one ``.bin`` file. ``sensor_size=None`` infers ``(max x + 1, max y + 1, 2)`` (N-Caltech101)."""
     path = Path(path)
-    try:
-        raw = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise EventFileError(path, f"cannot read ({e})") from e
+    raw = np.frombuffer(read_file_bytes(path), np.uint8)
     ev = decode_atis(raw, path, sensor_size, overflow_markers, stats)
     if sensor_size is None:
         sensor_size = SensorSize(int(ev["x"].max()) + 1 if ev.size else 0, int(ev["y"].max()) + 1 if ev.size else 0, 2)

@@ -17,6 +17,7 @@ file format (one module per format).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -41,6 +42,17 @@ class EventFileError(ValueError):
         self.offset = offset
         where = f"{self.path}" + (f" at byte {offset}" if offset is not None else "")
         super().__init__(f"{where}: {message}")
+
+
+def read_file_bytes(path: str | os.PathLike, magic: Optional[bytes] = None) -> bytes:
+    """The whole file as bytes; ``EventFileError`` if unreadable or (with ``magic``) of another format."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise EventFileError(path, f"cannot read ({e})") from e
+    if magic is not None and not data.startswith(magic):
+        raise EventFileError(path, f"does not start with {magic.decode()!r} (found {data[:16]!r})", offset=0)
+    return data
 
 
 @dataclass
