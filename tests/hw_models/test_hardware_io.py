@@ -8,7 +8,7 @@ from hw_models.hardware_io import load_hardware, save_hardware
 from hw_models.placer import place
 from hw_models.quantizer import quantize
 from hw_models.reference import run_reference
-from nets import artifact_inputs, random_artifact
+from random_nets import artifact_inputs, random_artifact
 from neuro_agmm.artifact import ArtifactError, read_artifact, write_artifact
 
 

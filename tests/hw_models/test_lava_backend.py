@@ -12,7 +12,7 @@ import pytest
 
 from hw_models.lava_backend import LavaRunError, check_stock_compatible, run_guarded, run_lava, run_lava_batch
 from hw_models.reference import run_reference
-from nets import random_inputs, random_int_network
+from random_nets import random_inputs, random_int_network
 
 
 def assert_same(tr, ref):

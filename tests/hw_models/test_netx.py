@@ -9,7 +9,7 @@ from hw_models import core_spec
 from hw_models.netx import export_netx, import_netx
 from hw_models.quantizer import quantize
 from hw_models.reference import run_reference
-from nets import random_artifact, random_inputs, random_int_network
+from random_nets import random_artifact, random_inputs, random_int_network
 
 
 def netx_compatible(net):

@@ -6,7 +6,7 @@ import pytest
 from hw_models import core_spec
 from hw_models.quantizer import quantize
 from hw_models.reference import run_reference
-from nets import artifact_inputs, random_artifact
+from random_nets import artifact_inputs, random_artifact
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
 
 

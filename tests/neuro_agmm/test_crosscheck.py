@@ -1,10 +1,7 @@
 """Crosscheck: zero mismatches on agreeing backends, mismatches found when they differ, CLI."""
 
 import argparse
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,21 +10,14 @@ from hw_models import emulator as em
 from hw_models.reference import run_reference
 from neuro_agmm import crosscheck as cc
 from neuro_agmm.artifact import write_artifact
+import random_nets
 
 
-def _nets():
-    path = Path(__file__).resolve().parents[1] / "hw_models" / "nets.py"
-    if "hw_test_nets" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("hw_test_nets", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["hw_test_nets"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["hw_test_nets"]
 
 
 @pytest.fixture(scope="module")
 def art_and_inputs():
-    nets = _nets()
+    nets = random_nets
     rng = np.random.default_rng(0)
     art = nets.random_artifact(rng, kind="conv", hidden=(4,), input_max=16, time_steps=5)
     return art, nets.artifact_inputs(rng, art, 3)

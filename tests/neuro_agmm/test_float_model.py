@@ -1,20 +1,14 @@
 """The NumPy float forward pass follows the artifact's float semantics exactly."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 
 from hw_models.reference import conv2d_int
 from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact
 from neuro_agmm.float_model import accuracy, conv2d_float, predict, run_float
+import random_nets
 
 
-def _nets():
-    spec = importlib.util.spec_from_file_location("hw_test_nets", Path(__file__).parents[1] / "hw_models" / "nets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def tiny(bn=None):
@@ -68,7 +62,7 @@ def test_conv_matches_integer_reference_and_batching():
     got = conv2d_float(x.astype(float), w.astype(float), (2, 1), (1, 0))
     for b in range(2):
         assert np.array_equal(got[b], conv2d_int(x[b], w, (2, 1), (1, 0)))
-    nets = _nets()
+    nets = random_nets
     art = nets.random_artifact(rng, kind="conv", hidden=(3, 4))
     xs = nets.artifact_inputs(rng, art, 6)
     full = run_float(art, xs)

@@ -1,6 +1,5 @@
 """``python -m neuro_agmm.map`` end to end on small artifacts built from random ±1 weights."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,19 +13,15 @@ import pytest
 from hw_models.hardware_io import load_hardware
 from neuro_agmm.artifact import write_artifact
 from neuro_agmm.map import main, map_to_lava
+import random_nets
 
 ROOT = Path(__file__).parents[2]
 
 
-def _nets():
-    spec = importlib.util.spec_from_file_location("hw_test_nets", ROOT / "tests" / "hw_models" / "nets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_cli_end_to_end_on_the_digits_dataset(tmp_path):
-    nets = _nets()
+    nets = random_nets
     art = nets.random_artifact(np.random.default_rng(0), kind="conv", hidden=(4, 6), n_cls=10, time_steps=4)
     art.provenance = {"dataset": "digits", "seed": 0}
     path = write_artifact(art, tmp_path / "digits.h5")
@@ -46,7 +41,7 @@ def test_cli_end_to_end_on_the_digits_dataset(tmp_path):
 
 
 def test_library_call_with_arrays(tmp_path):
-    nets = _nets()
+    nets = random_nets
     rng = np.random.default_rng(1)
     art = nets.random_artifact(rng, hidden=(12,), n_in=10, time_steps=5)
     path = write_artifact(art, tmp_path / "a.h5")
@@ -61,7 +56,7 @@ def test_library_call_with_arrays(tmp_path):
 
 
 def test_other_targets_and_errors(tmp_path, capsys):
-    nets = _nets()
+    nets = random_nets
     art = nets.random_artifact(np.random.default_rng(2), hidden=(8,))
     path = write_artifact(art, tmp_path / "a.h5")
     assert main(["--to", "nir", str(path), "--out", str(tmp_path / "a.nir")]) == 0
@@ -84,7 +79,7 @@ def test_other_targets_and_errors(tmp_path, capsys):
 
 
 def test_brian2_target_runs_the_crosscheck(tmp_path, capsys):
-    nets = _nets()
+    nets = random_nets
     rng = np.random.default_rng(3)
     art = nets.random_artifact(rng, hidden=(6,), n_in=8, time_steps=4)
     path = write_artifact(art, tmp_path / "a.h5")

@@ -1,8 +1,6 @@
 """NIR export: written with nir.write, read back with nir.read, and simulated with the documented
 discrete semantics it reproduces the float model."""
 
-import importlib.util
-from pathlib import Path
 
 import nir
 import numpy as np
@@ -10,18 +8,14 @@ import pytest
 
 from neuro_agmm.float_model import run_float
 from neuro_agmm.nir_export import export_nir, simulate_nir, to_nir
+import random_nets
 
 
-def _nets():
-    spec = importlib.util.spec_from_file_location("hw_test_nets", Path(__file__).parents[1] / "hw_models" / "nets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("kind,kw", [("dense", dict(hidden=(12, 8), bn=True)), ("conv", dict(hidden=(3, 4)))])
 def test_write_read_simulate_equals_float_model(kind, kw, tmp_path):
-    nets = _nets()
+    nets = random_nets
     rng = np.random.default_rng(7)
     art = nets.random_artifact(rng, kind=kind, **kw)
     path = export_nir(art, tmp_path / "m.nir")
@@ -42,7 +36,7 @@ def test_write_read_simulate_equals_float_model(kind, kw, tmp_path):
 
 
 def test_leaky_readout_and_if_neurons():
-    nets = _nets()
+    nets = random_nets
     art = nets.random_artifact(np.random.default_rng(1), hidden=(6,))
     art.layers[0].leak = 1.0
     art.layers[-1].leak = 0.8

@@ -1,30 +1,20 @@
 """Energy report: files written, numbers consistent with the energy module, CLI errors."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuro_agmm import report
 from neuro_agmm.artifact import write_artifact
+import random_nets
 
 
-def _nets():
-    path = Path(__file__).resolve().parents[1] / "hw_models" / "nets.py"
-    if "hw_test_nets" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("hw_test_nets", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["hw_test_nets"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["hw_test_nets"]
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    nets = _nets()
+    nets = random_nets
     rng = np.random.default_rng(3)
     art = nets.random_artifact(rng, kind="dense", hidden=(16,), input_max=16, time_steps=5)
     d = tmp_path_factory.mktemp("rep")
