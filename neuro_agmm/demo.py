@@ -26,7 +26,7 @@ def _section(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(0, 70 - len(title)), flush=True)
 
 
-def run_demo(out: Path, epochs: int = 40, lava_samples: int = 50, crosscheck_samples: int = 20,
+def run_demo(out: Path, epochs: int = 40, lava_samples: int = 360, crosscheck_samples: int = 20,
              energy_samples: int = 360, dvs_epochs: int = 15, progress: bool = True) -> dict:
     """Run the four stages; return a dict of the headline numbers (also written to ``summary.json``)."""
     from neuro_agmm.crosscheck import crosscheck
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs on digits (default: 40)")
     p.add_argument("--dvs-epochs", type=int, default=15, help="training epochs on digits-dvs (default: 15)")
-    p.add_argument("--lava-samples", type=int, default=50, help="test samples run in Lava (default: 50)")
+    p.add_argument("--lava-samples", type=int, default=360,
+                   help="test samples run in Lava (default: 360, the whole digits test split)")
     p.add_argument("--crosscheck-samples", type=int, default=20,
                    help="samples compared spike for spike across backends (default: 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
