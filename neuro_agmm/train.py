@@ -106,6 +106,8 @@ class TrainConfig:
     agmm_normalize: Optional[bool] = None
     agmm_anneal: Optional[float] = None
     agmm_layers: Optional[str] = None
+    agmm_renorm: Optional[bool] = None
+    agmm_brake: Optional[float] = None
     distributed: bool = False  # data-parallel over torch.distributed (launch with torchrun); see distributed.py
 
     def run_dir(self) -> Path:
@@ -504,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--agmm-normalize", action=argparse.BooleanOptionalAction)
     g.add_argument("--agmm-anneal", type=float)
     g.add_argument("--agmm-layers", help="binary | all")
+    g.add_argument("--agmm-renorm", action=argparse.BooleanOptionalAction,
+                   help="factors average exactly a(p) per batch (a re-weighting across steps)")
+    g.add_argument("--agmm-brake", type=float,
+                   help="> 0: shrink gradients of latent weights near 0 (our addition, see docs/agmm.md)")
     return ap
 
 

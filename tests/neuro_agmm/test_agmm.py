@@ -283,3 +283,116 @@ def test_real_bsnn_forward_unchanged_and_agmm_artifact_has_vanilla_schema(tmp_pa
     a = read_artifact(arts["agmm"])
     assert [l.precision for l in a.layers] == ["int8", "binary", "int8"]
     assert all(set(np.unique(l.weight)) <= {-1.0, 1.0} for l in a.layers if l.precision == "binary")
+
+
+# --- variants aimed at fewer flips (docs/agmm_variants_flips.md) ----------------------------------
+
+def _step_sum(net, x, r, m, name="l1.weight"):
+    """Σ_t m_t · (gradient of ``name`` from step t alone), each step's contribution computed by hand."""
+    expected = torch.zeros_like(dict(net.named_parameters())[name])
+    for t in range(T):
+        rt = torch.zeros_like(r).reshape(T, B, FOUT)
+        rt[t] = r.reshape(T, B, FOUT)[t]
+        _, g_t, _ = _grads(net, x, rt.reshape(T * B, FOUT))
+        expected += m[t] * g_t[name]
+    return expected
+
+
+def _l1_stats(net, x):
+    with torch.no_grad():
+        return torch.relu(net.l0(x)).reshape(T, -1).mean(1)
+
+
+def test_damp_variant_negative_k_gives_high_activity_steps_the_smaller_factor():
+    torch.manual_seed(7)
+    net = Net()
+    x, r = _data(7)
+    out_van, _, _ = _grads(net, x, r)
+    cb = AGMM(_fixed_cfg(k=-3.0))
+    cb.on_fit_start(net, 1, 1)
+    out, g, _ = _grads(net, x, r, cb)
+    cb.remove()
+    assert torch.equal(out, out_van)  # forward untouched
+    E = _l1_stats(net, x)
+    alpha = torch.tensor([0.7 ** t for t in range(T)])
+    g_t = 1.0 / (1.0 + torch.exp(3.0 * (E - 0.4)))  # σ(−3 (E − 0.4)) written out
+    m = alpha * g_t / (alpha.mean() * 0.5)
+    assert torch.allclose(g["l1.weight"], _step_sum(net, x, r, m), rtol=1e-5, atol=1e-7)
+    assert int(E.argmax()) == int(g_t.argmin())  # the most active step is damped the most
+
+
+def test_renorm_variant_factors_average_one_per_batch():
+    torch.manual_seed(8)
+    net = Net()
+    x, r = _data(8)
+    out_van, _, _ = _grads(net, x, r)
+    cb = AGMM(_fixed_cfg(renorm=True, normalize=False))
+    cb.on_fit_start(net, 1, 1)
+    out, g, _ = _grads(net, x, r, cb)
+    cb.remove()
+    assert torch.equal(out, out_van)
+    E = _l1_stats(net, x)
+    alpha = torch.tensor([0.7 ** t for t in range(T)])
+    s = alpha * torch.sigmoid(3.0 * (E - 0.4))
+    m = s / s.mean()
+    assert math.isclose(float(m.mean()), 1.0, rel_tol=1e-6) and float(m.max() / m.min()) > 1.1
+    assert torch.allclose(g["l1.weight"], _step_sum(net, x, r, m), rtol=1e-5, atol=1e-7)
+    # the pure function agrees, and anneal scales the renormalised factors
+    assert torch.allclose(modulation_factors(E, alpha, 3.0, 0.4, 1.0, normalize=True, renorm=True), m, rtol=1e-6)
+    assert torch.allclose(modulation_factors(E, alpha, 3.0, 0.4, 1.0, False, anneal_factor=0.5, renorm=True),
+                          0.5 * m, rtol=1e-6)
+    with pytest.raises(ValueError, match="renorm"):
+        AGMMConfig(renorm=True, layout="step")
+    step_net = Wrapper("step")
+    cb = AGMM(_fixed_cfg(renorm=True, layout="auto"))
+    cb.on_fit_start(step_net, 1, 1)
+    cb.on_batch_start(step_net, 0, 0)
+    with pytest.raises(ValueError, match="renorm"):
+        step_net(x.reshape(T, B, FIN))
+
+
+def test_brake_variant_scales_latent_gradient_by_sigmoid_of_weight_magnitude():
+    from neuro_agmm.agmm import BRAKE_FLOOR, brake_factors
+
+    torch.manual_seed(9)
+    net = Net()
+    with torch.no_grad():  # some latent weights right at / near 0, some far from it
+        net.l1.weight[0, :3] = torch.tensor([0.0, 1e-3, -2e-3])
+    x, r = _data(9)
+    out_van, g_van, gx_van = _grads(net, x, r)
+    rho = 0.2
+
+    def psi(w):  # by hand: ψ0 + (1 − ψ0)(2σ(|w|/τ) − 1), τ = ρ·mean|W|
+        tau = rho * w.abs().mean()
+        return BRAKE_FLOOR + (1 - BRAKE_FLOOR) * (2 / (1 + torch.exp(-w.abs() / tau)) - 1)
+
+    for name in ("l1.weight", "l2.weight"):
+        w = dict(net.named_parameters())[name].detach()
+        assert torch.allclose(brake_factors(w, rho), psi(w), rtol=1e-6)
+    p = psi(net.l1.weight.detach())
+    assert math.isclose(float(p[0, 0]), BRAKE_FLOOR, rel_tol=1e-6) and float(p.max()) > 0.99
+
+    # brake alone (m_t ≡ 1: const α, k = 0, fixed centre, "layer"): W.grad = ψ ⊙ vanilla W.grad
+    cb = AGMM(_fixed_cfg(where="layer", alpha="const", k=0.0, brake=rho))
+    cb.on_fit_start(net, 1, 1)
+    out, g, gx = _grads(net, x, r, cb)
+    cb.remove()
+    assert torch.equal(out, out_van)
+    for name in ("l1.weight", "l2.weight"):
+        w = dict(net.named_parameters())[name].detach()
+        assert torch.allclose(g[name], psi(w) * g_van[name], rtol=1e-5, atol=1e-9)
+    assert torch.equal(g["l1.scale"], g_van["l1.scale"]) and torch.equal(g["l0.weight"], g_van["l0.weight"])
+    assert torch.allclose(gx, gx_van, rtol=1e-5, atol=1e-7)
+
+    # combined with the α[t]·σ(E) factor of the "weight" variant: ψ ⊙ Σ_t m_t ∂L_t/∂W
+    cb = AGMM(_fixed_cfg(brake=rho))
+    cb.on_fit_start(net, 1, 1)
+    out, g, _ = _grads(net, x, r, cb)
+    cb.remove()
+    assert torch.equal(out, out_van)
+    E = _l1_stats(net, x)
+    alpha = torch.tensor([0.7 ** t for t in range(T)])
+    m = alpha * torch.sigmoid(3.0 * (E - 0.4)) / (alpha.mean() * 0.5)
+    assert torch.allclose(g["l1.weight"], p * _step_sum(net, x, r, m), rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="brake"):
+        AGMMConfig(brake=-1.0)
