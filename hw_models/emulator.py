@@ -9,18 +9,23 @@ voltage saturation).
 How it is fast, and where it is event-driven:
 
 * The network is feed-forward and the canonical schedule has no delays, so the synaptic
-  activations of layer ``k`` for a whole chunk of ``t`` steps are one matrix product over
-  ``B * t`` columns (feature-major: no transposes between layers, and conv patches multiply
-  straight into the C-order output); only the LIF update
-  loops over time (elementwise integer work). Python-int magnitude bounds prove, step by
-  step, when the 24-bit wrap, the int32 casts and the voltage clip cannot trigger, and
-  skip those passes then (they run, exactly as in ``core_spec``, whenever they could).
+  activations of layer ``k`` for a whole chunk of ``t`` steps are one product over ``B * t``
+  columns (feature-major: no transposes between layers); only the LIF update loops over time
+  (elementwise integer work). Python-int magnitude bounds prove, step by step, when the 24-bit
+  wrap, the int32 casts and the voltage clip cannot trigger, and skip those passes then (they
+  run, exactly as in ``core_spec``, whenever they could). The bounds are carried from call to
+  call, so a stream of one-step calls does not re-scan the state.
+* When the bounds hold for the whole chunk and the decays are powers of two (the project's
+  du = 4095, dv = 2048 / 0), the LIF loop runs in int32 with shifts only, in place on
+  preallocated arrays; otherwise in int64 with ``lif_step_fast`` (36-bit decay products).
 * Integer sums are computed in float32 / float64 BLAS when a per-layer bound proves the
   result exact (``|sum| < 2**24`` / ``2**53``); otherwise in int64.
-* Event-driven where it pays: when the measured density of nonzero input events in a
-  chunk is below ``sparse_threshold``, the product is a CSR (events) × weights product whose
-  work is proportional to the active input events times their fan-out; above it, the dense
-  BLAS product (or im2col for conv) is faster. The choice is per layer and per chunk.
+* Event-driven where it pays (``SPARSE_THRESHOLD*``, measured): a dense layer gathers the
+  weight rows of its active inputs (one column) or multiplies an events CSR by ``W.T``; a conv
+  with one column sums its events' synapses with one ``bincount``. Above the threshold: BLAS
+  for dense layers; for convs one product with the unrolled synapse matrix (CSR, many columns
+  or little work) or im2col + BLAS. Weight-derived structures are cached by content and shared
+  between emulators. Layers without input events skip the product (only the decays act).
 
 Synaptic operations follow the project convention: one synapse delivering one nonzero input
 event (a graded value counts once). Synapses are *structural*: a dense layer connects every
@@ -35,7 +40,9 @@ Lava's per-layer delay (convert with ``core_spec.LAVA_DELAY_PER_LAYER``), torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -45,11 +52,20 @@ from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.reference import RunTrace
 
-# Below this fraction of nonzero inputs the event-driven (CSR) product is used. Measured on
-# this project's 2-core machine with 1024-row chunks: the CSR product wins below ~1-2 %
-# density for dense 256x256 layers and below ~3-5 % for stride-2 3x3 convs; BLAS float32
-# (dense / im2col) wins above. One threshold for both kinds, between the two.
+# Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
+# picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core
+# machine, one thread: dense layers with N > 1 (events CSR @ W.T) win below ~2-5 % density over BLAS;
+# with N = 1 the gathered matrix-vector product wins up to ~20 %; a conv's event-driven bincount wins
+# below ~3 % for N = 1 (DVS128-sized layers); for N > 1 the unrolled sparse-matrix product always won.
 SPARSE_THRESHOLD = 0.03
+SPARSE_THRESHOLD_DENSE_SINGLE = 0.2
+SPARSE_THRESHOLD_CONV_BATCH = 0.0
+# A conv above the event-driven threshold is one product with the unrolled synapse matrix (CSR) when
+# there are many columns (its inner loop runs over them) or little work (synapses x columns below
+# this); else im2col + BLAS, which measured 2.5-5x faster for DVS128-sized layers and few columns.
+UNROLLED_MIN_COLUMNS = 64
+UNROLLED_MAX_WORK = 100_000
+UNROLLED_BLOCK = 2048  # columns per unrolled product (2.7x faster than one product at 8192 columns)
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
 
@@ -176,6 +192,11 @@ class LayerCounts:
     def zeros(cls, batch: int) -> "LayerCounts":
         return cls(*(np.zeros(batch, np.int64) for _ in range(4)))
 
+    @classmethod
+    def of_rows(cls, rows: np.ndarray) -> "LayerCounts":
+        """Counts whose fields are views of the rows of ``rows`` ``(4, B)`` (in field order)."""
+        return cls(rows[0], rows[1], rows[2], rows[3])
+
     def add(self, other: "LayerCounts") -> None:
         for name in ("input_events", "synops", "neuron_updates", "spikes"):
             getattr(self, name).__iadd__(getattr(other, name))
@@ -189,7 +210,7 @@ class LayerCounts:
 class BatchTrace:
     """Result of a batched run in canonical time.
 
-    ``spikes[k]`` is ``(B, t, n_k)`` bool (a view of feature-major storage, not C-contiguous);
+    ``spikes[k]`` is ``(B, t, n_k)`` bool (a view of step-major storage, not C-contiguous);
     ``v[k]``/``u[k]`` are ``(B, t, n_k)`` int32 when
     recorded (``record_v=True``), else ``None``; ``final_v``/``final_u`` ``(B, n_k)`` int32 are
     the states after the last step; ``predictions`` ``(B,)`` is the argmax of the last layer's
@@ -211,44 +232,119 @@ class BatchTrace:
         return RunTrace(spikes=[s[b] for s in self.spikes], v=[x[b] for x in self.v], u=[x[b] for x in self.u])
 
 
-@dataclass
+# Layer structures derived from the weights alone (fan-out, bounds, converted weight matrices) are
+# content-addressed and shared between emulators: ``run_batch`` on the same network builds them once.
+_STRUCT_CACHE: "OrderedDict[bytes, dict]" = OrderedDict()
+_STRUCT_CACHE_SIZE = 16
+
+
+def _structure(layer: IntLayer) -> dict:
+    """The weight-derived constants of ``layer`` (shared dict; filled lazily by ``_LayerPlan``)."""
+    w = np.ascontiguousarray(layer.weight_mant)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr((layer.kind, tuple(layer.in_shape), tuple(layer.out_shape), tuple(layer.stride),
+                   tuple(layer.padding), w.shape, w.dtype.str)).encode())
+    h.update(w.tobytes())
+    key = h.digest()
+    hit = _STRUCT_CACHE.get(key)
+    if hit is not None:
+        _STRUCT_CACHE.move_to_end(key)
+        return hit
+    if layer.kind == "dense":
+        fan = np.full(layer.n_in, layer.n_out, np.int64)
+        row_abs_sum = int(np.abs(w.astype(np.int64)).sum(axis=1).max(initial=0))
+        st = {"fan": fan, "row_abs_sum": row_abs_sum}
+    else:
+        pre, post, wl = synapse_list(layer)
+        row_abs = np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=layer.n_out)
+        st = {"fan": np.bincount(pre, minlength=layer.n_in).astype(np.int64),
+              "row_abs_sum": int(row_abs.max(initial=0)), "synapses": (pre, post, wl)}
+    _STRUCT_CACHE[key] = st
+    while len(_STRUCT_CACHE) > _STRUCT_CACHE_SIZE:
+        _STRUCT_CACHE.popitem(last=False)
+    return st
+
+
+def _is_pow2_or_zero(k: int) -> bool:
+    return k & (k - 1) == 0
+
+
 class _LayerPlan:
-    layer: IntLayer
-    w_dense: Optional[np.ndarray]  # (n_out, n_in) float for dense layers
-    w_col: Optional[np.ndarray]  # (C*kH*kW, O) conv weights for im2col
-    fan: np.ndarray  # (n_in,) fan-out
-    row_abs_sum: int  # max over outputs of sum |w| (exactness bound per unit input)
-    bias: np.ndarray  # (n_out, 1) int64 (broadcasts over the batch)
-    vth64: np.ndarray  # (n_out, 1) int64
-    geometry: Optional[tuple[int, int, int, int]] = None
-    cache: dict = field(default_factory=dict)
+    """Per-layer constants, computed once per emulator: sizes, decay factors, ``bias``, ``vth << 6``
+    (int64 and int32 copies), and the weight matrices of every accumulation path (built on first use)."""
+
+    def __init__(self, layer: IntLayer):
+        self.layer = layer
+        self.kind = layer.kind
+        self.n_in, self.n_out = layer.n_in, layer.n_out
+        self.weight_exp = int(layer.weight_exp)
+        self.struct = _structure(layer)
+        self.fan = self.struct["fan"]
+        self.row_abs_sum = self.struct["row_abs_sum"]
+        bias = np.asarray(layer.bias, np.int64).reshape(-1)
+        vth64 = np.broadcast_to(np.asarray(layer.vth, np.int64) << core_spec.VTH_SHIFT, (self.n_out,))
+        self.bias = bias[:, None]  # (n_out, 1), broadcasts over the batch
+        self.vth64 = np.ascontiguousarray(vth64)[:, None]
+        self.b_max = int(np.abs(bias).max()) if bias.size else 0
+        self.ku = core_spec.DECAY_UNITY - (int(layer.du) + core_spec.DU_OFFSET)
+        self.kv = core_spec.DECAY_UNITY - (int(layer.dv) + core_spec.DV_OFFSET)
+        # the int32 LIF loop needs shift-only decays (no 36-bit products) and values that fit in int32
+        v_max = int(np.abs(vth64).max(initial=0))
+        self.int32_ok = (_is_pow2_or_zero(self.ku) and _is_pow2_or_zero(self.kv)
+                         and self.b_max < _MAX and v_max <= _I32_MAX)
+        if self.int32_ok:
+            self.bias32 = self.bias.astype(np.int32)
+            self.vth32 = self.vth64.astype(np.int32)
+        self.geometry = conv_geometry(layer) if layer.kind == "conv" else None
+        self.n_synapses = self.n_in * self.n_out if layer.kind == "dense" else int(self.struct["synapses"][0].size)
+        self.work: dict = {}  # im2col buffers of this emulator
+
+    def weights(self, what: str, dtype) -> np.ndarray | sp.csr_matrix:
+        """Weight matrices by path, converted to ``dtype`` once (shared cache):
+
+        ``"dense"`` ``(n_out, n_in)`` ndarray; ``"wT"`` ``(n_in, n_out)`` ndarray (dense layers);
+        ``"col"`` ``(O, C*kH*kW)`` conv kernels for im2col;
+        ``"unrolled"`` ``(n_out, n_in)`` CSR of the conv's synapses; ``"gather"``
+        ``(indptr, indices, data)`` of the transposed weights (rows = inputs, CSR) for the event kernel.
+        """
+        key = (what, np.dtype(dtype).str)
+        hit = self.struct.get(key)
+        if hit is not None:
+            return hit
+        w = np.asarray(self.layer.weight_mant)
+        if what == "dense":
+            out = np.ascontiguousarray(w.astype(dtype))
+        elif what == "wT":
+            out = np.ascontiguousarray(w.T.astype(dtype))
+        elif what == "col":
+            out = np.ascontiguousarray(w.astype(dtype).reshape(w.shape[0], -1))
+        elif what == "unrolled":
+            pre, post, wl = self.struct["synapses"]
+            out = sp.csr_matrix((wl.astype(dtype), (post, pre)), shape=(self.n_out, self.n_in))
+            out.sum_duplicates()
+        elif what == "gather":
+            if self.kind == "dense":
+                indptr = np.arange(self.n_in + 1, dtype=np.int64) * self.n_out
+                indices = np.tile(np.arange(self.n_out, dtype=np.int64), self.n_in)
+                data = np.ascontiguousarray(w.T.astype(dtype)).reshape(-1)
+            else:
+                pre, post, wl = self.struct["synapses"]
+                order = np.argsort(pre, kind="stable")
+                indptr = np.zeros(self.n_in + 1, np.int64)
+                np.cumsum(np.bincount(pre, minlength=self.n_in), out=indptr[1:])
+                indices, data = post[order].astype(np.int64), wl[order].astype(dtype)
+            out = (indptr, indices, data)
+        else:
+            raise ValueError(what)
+        self.struct[key] = out
+        return out
 
     @property
     def w_csr(self) -> sp.csr_matrix:
-        """``(n_out, n_in)`` weights as a sparse matrix (event-driven path), built on first use."""
-        if "csr" not in self.cache:
-            pre, post, w = synapse_list(self.layer)
-            self.cache["csr"] = sp.csr_matrix((w.astype(np.float64), (post, pre)),
-                                              shape=(self.layer.n_out, self.layer.n_in))
-        return self.cache["csr"]
-
-
-def _plan(layer: IntLayer) -> _LayerPlan:
-    w = np.asarray(layer.weight_mant)
-    bias = layer.bias.astype(np.int64)
-    vth64 = np.asarray(layer.vth, np.int64) << core_spec.VTH_SHIFT
-    if layer.kind == "dense":
-        return _LayerPlan(layer=layer, w_dense=np.ascontiguousarray(w.astype(np.float64)), w_col=None,
-                          fan=np.full(layer.n_in, layer.n_out, np.int64),
-                          row_abs_sum=int(np.abs(w.astype(np.int64)).sum(axis=1).max(initial=0)),
-                          bias=bias[:, None], vth64=vth64[:, None])
-    pre, post, wl = synapse_list(layer)
-    row_abs = np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=layer.n_out)
-    o = w.shape[0]
-    return _LayerPlan(layer=layer, w_dense=None, w_col=np.ascontiguousarray(w.astype(np.float64).reshape(o, -1)),
-                      fan=np.bincount(pre, minlength=layer.n_in).astype(np.int64),
-                      row_abs_sum=int(row_abs.max(initial=0)), bias=bias[:, None], vth64=vth64[:, None],
-                      geometry=conv_geometry(layer))
+        """``(n_out, n_in)`` int64 weights as a sparse matrix (the exact int64 route)."""
+        if self.kind == "dense":
+            return sp.csr_matrix(np.asarray(self.layer.weight_mant, np.int64))
+        return self.weights("unrolled", np.int64)
 
 
 def _im2col(x: np.ndarray, layer: IntLayer, geom: tuple[int, int, int, int], dtype,
@@ -288,62 +384,120 @@ def _events_csr(x: np.ndarray, dtype) -> sp.csr_matrix:
     return sp.csr_matrix((x[rows, cols].astype(dtype), cols, indptr), shape=x.shape)
 
 
-def _accumulate(plan: _LayerPlan, x: np.ndarray, sparse_threshold: float) -> tuple[np.ndarray, str, int]:
+def _gather(plan: _LayerPlan, x: np.ndarray, dtype) -> np.ndarray:
+    """Event-driven ``W @ x`` for ``x`` ``(n_in, N)``: work proportional to the events times their fan-out.
+
+    Dense layers: one column is a gathered matrix-vector product over the rows of ``W.T`` its
+    events select; several columns are ``events (N, n_in) CSR @ W.T``, one axpy of the weight row
+    per event. Conv layers: one column sums the synapses of its events with one ``bincount``
+    (float64, exact below ``2**53``); several columns are ``W (CSR) @ events (CSR)``.
+    """
+    n = x.shape[1]
+    if plan.kind == "dense":
+        wt = plan.weights("wT", dtype)
+        if n == 1:
+            col = x[:, 0]
+            idx = np.flatnonzero(col)
+            return (col[idx].astype(dtype) @ wt[idx]).reshape(plan.n_out, 1)
+        return np.asarray(_events_csr(x.T, dtype) @ wt).T
+    if n > 1:
+        return (plan.weights("unrolled", dtype) @ _events_csr(x, dtype)).toarray()
+    indptr, indices, data = plan.weights("gather", np.float64)
+    col = x[:, 0]
+    rows = np.flatnonzero(col)
+    vals = col[rows]
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if ends.size else 0
+    if total == 0:
+        return np.zeros((plan.n_out, 1), np.float64)
+    pos = np.repeat(starts - (ends - lens), lens)
+    pos += np.arange(total)
+    wts = data[pos]
+    if vals.dtype != bool and vals.max() > 1:
+        wts *= np.repeat(vals.astype(np.float64), lens)
+    return np.bincount(indices[pos], weights=wts, minlength=plan.n_out).reshape(plan.n_out, 1)
+
+
+def _threshold(plan: _LayerPlan, n: int, sparse_threshold: Optional[float]) -> float:
+    """The density below which ``_accumulate`` takes the event-driven path (``None``: measured defaults)."""
+    if sparse_threshold is not None:
+        return sparse_threshold
+    if plan.kind == "dense":
+        return SPARSE_THRESHOLD_DENSE_SINGLE if n == 1 else SPARSE_THRESHOLD
+    return SPARSE_THRESHOLD if n == 1 else SPARSE_THRESHOLD_CONV_BATCH
+
+
+def _accumulate(plan: _LayerPlan, x: np.ndarray, sparse_threshold: Optional[float], xmax: Optional[int] = None
+                ) -> tuple[np.ndarray, str, int]:
     """Exact integer ``W @ x`` for columns of ``x`` ``(n_in, N)`` -> ``(n_out, N)``, the path used, and a
     bound on ``|W @ x|``.
 
     The result is float32/float64 holding exact integers (the bound check guarantees it; the
-    caller converts once, into its own layout) or int64.
+    caller converts once, into its own layout) or int64. Paths: ``empty`` (no input event),
+    ``sparse`` (event-driven gather, below ``sparse_threshold`` density), ``dense`` (BLAS),
+    ``unrolled`` (conv as one sparse-matrix product over the unrolled synapses), ``im2col``
+    (conv patches and BLAS), ``int64``.
     """
-    layer = plan.layer
     n = x.shape[1]
     nnz = int(np.count_nonzero(x))
     if nnz == 0:
-        return np.zeros((layer.n_out, n), np.int64), "empty", 0
-    xmax = int(x.max())  # inputs are non-negative
+        return np.zeros((plan.n_out, n), np.float32), "empty", 0
+    if xmax is None:
+        xmax = 1 if x.dtype == bool else int(x.max())  # inputs are non-negative
     bound = plan.row_abs_sum * xmax
     if bound >= _F64_EXACT:  # astronomically large inputs: exact int64 route
-        out = plan.w_csr.astype(np.int64) @ _events_csr(x.astype(np.int64), np.int64)
+        out = plan.w_csr @ _events_csr(x.astype(np.int64), np.int64)
         return np.asarray(out.todense(), np.int64), "int64", bound
     dtype = np.float32 if bound < _F32_EXACT else np.float64
-    density = nnz / x.size
-    if density < sparse_threshold:  # event-driven: work ~ events x fan-out
-        key = ("csr", dtype)
-        if key not in plan.cache:
-            plan.cache[key] = plan.w_csr.astype(dtype)
-        return (plan.cache[key] @ _events_csr(x, dtype)).toarray(), "sparse", bound
-    if layer.kind == "dense":
-        key = ("dense", dtype)
-        if key not in plan.cache:
-            plan.cache[key] = plan.w_dense.astype(dtype)
-        return plan.cache[key] @ x.astype(dtype), "dense", bound
-    key = ("col", dtype)
-    if key not in plan.cache:
-        plan.cache[key] = plan.w_col.astype(dtype)  # (O, C*kH*kW)
-    ho, wo, _, _ = plan.geometry
-    o = layer.out_shape[0]
-    chunk = max(1, (1 << 22) // max(1, ho * wo * plan.w_col.shape[1]))  # ~4M patch entries per block
-    if chunk >= n:
-        cols = _im2col(x, layer, plan.geometry, dtype, plan.cache)
-        return (plan.cache[key] @ cols).reshape(o * ho * wo, n), "im2col", bound
-    out = np.empty((layer.n_out, n), dtype)
-    for s in range(0, n, chunk):
-        cols = _im2col(x[:, s:s + chunk], layer, plan.geometry, dtype, plan.cache)
-        out[:, s:s + chunk] = (plan.cache[key] @ cols).reshape(o * ho * wo, -1)
-    return out, "im2col", bound
+    if nnz < _threshold(plan, n, sparse_threshold) * x.size:  # event-driven: work ~ events x fan-out
+        return _gather(plan, x, dtype), "sparse", bound
+    if plan.kind == "dense":
+        return plan.weights("dense", dtype) @ x.astype(dtype), "dense", bound
+    if n >= UNROLLED_MIN_COLUMNS or plan.n_synapses * n < UNROLLED_MAX_WORK:
+        w = plan.weights("unrolled", dtype)
+        if n <= UNROLLED_BLOCK:
+            return w @ x.astype(dtype), "unrolled", bound
+        out = np.empty((plan.n_out, n), dtype)
+        for s in range(0, n, UNROLLED_BLOCK):  # column blocks: the input block stays in cache
+            out[:, s:s + UNROLLED_BLOCK] = w @ x[:, s:s + UNROLLED_BLOCK].astype(dtype)
+        return out, "unrolled", bound
+    w_col = plan.weights("col", dtype)  # (O, C*kH*kW)
+    cols = _im2col(x, plan.layer, plan.geometry, dtype, plan.work)
+    return (w_col @ cols).reshape(plan.n_out, n), "im2col", bound
 
 
-def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int, b: int) -> tuple[np.ndarray, int]:
-    """``core_spec.apply_weight_exp`` and the ``<< 6`` of ``lif_step``, into a step-major int64 array.
+def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int, b: int,
+                           as_int32: bool = False) -> tuple[np.ndarray, int]:
+    """``core_spec.apply_weight_exp`` and the ``<< 6`` of ``lif_step``, into a step-major array.
 
     ``acc`` ``(n_out, t*b)`` exact integer sums (float or int) -> ``(t, n_out, b)`` int64 holding
     ``int32(shift(acc, weight_exp)) << 6`` (one pass to convert and reorder, then in-place
     shifts), and a bound on ``|int32(shift(acc))|``. The int32 wrap is applied only when
     ``bound`` says it could happen (as in ``core_spec.apply_weight_exp``'s cast).
+    ``as_int32=True`` (the caller proved ``bound << 6`` of the shifted sums below ``2**23``):
+    an int32 array, and for ``weight_exp >= 0`` the shifts are one exact power-of-two scaling
+    of the float sums before the conversion.
     """
     n_out = acc.shape[0]
+    src = acc.reshape(n_out, t, b).transpose(1, 0, 2)
+    if as_int32:
+        a = np.empty((t, n_out, b), np.int32)
+        if weight_exp >= 0 and acc.dtype != np.int64:
+            np.multiply(src, acc.dtype.type(1 << (weight_exp + core_spec.ACT_SHIFT)), out=a, casting="unsafe")
+            return a, (bound << weight_exp)
+        a[...] = src
+        if weight_exp > 0:
+            a <<= weight_exp
+            bound <<= weight_exp
+        elif weight_exp < 0:
+            a >>= -weight_exp
+            bound = (bound >> -weight_exp) + 1
+        a <<= core_spec.ACT_SHIFT
+        return a, bound
     a = np.empty((t, n_out, b), np.int64)
-    a[...] = acc.reshape(n_out, t, b).transpose(1, 0, 2)
+    a[...] = src
     if weight_exp > 0:
         a <<= weight_exp
         bound <<= weight_exp
@@ -360,11 +514,75 @@ def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int,
     return a, bound
 
 
+def _shifted_bound(bound: int, weight_exp: int) -> int:
+    """Bound on ``|shift(acc, weight_exp)|`` given ``|acc| <= bound`` (as ``_activation_step_major``)."""
+    if weight_exp > 0:
+        return bound << weight_exp
+    if weight_exp < 0:
+        return (bound >> -weight_exp) + 1
+    return bound
+
+
 def _events_per_sample(x: np.ndarray, t: int, b: int) -> np.ndarray:
     """Nonzero entries of ``x`` ``(n, t*b)`` (columns time-major) per (neuron, sample): ``(n, b)`` int64."""
+    if t == 1:
+        return (x if x.dtype == bool else x != 0).astype(np.int64)
     nz = x if x.dtype == bool else x != 0
     acc_dtype = np.uint8 if t < 256 else (np.uint16 if t < 65536 else np.int64)  # exact, narrower sums
     return nz.reshape(-1, t, b).sum(axis=1, dtype=acc_dtype).astype(np.int64)
+
+
+def _feature_major(x: np.ndarray) -> np.ndarray:
+    """``(b, t, n)`` -> ``(n, t*b)`` (columns time-major), in two cheaper copies when both ``b, t > 1``."""
+    b, t, n = x.shape
+    if b == 1 or t == 1:
+        return x.transpose(2, 1, 0).reshape(n, t * b)
+    y = np.ascontiguousarray(x.reshape(b, t * n).T)  # (t*n, b): a 2-D transpose
+    return np.ascontiguousarray(y.reshape(t, n, b).transpose(1, 0, 2)).reshape(n, t * b)  # runs of b
+
+
+def _count_events(x: np.ndarray, t: int, b: int) -> np.ndarray:
+    """Nonzero entries of ``x`` ``(n, t*b)`` or ``(n, t, b)`` (columns time-major) per sample: ``(b,)`` int64."""
+    if b == 1:
+        return np.array([np.count_nonzero(x)], np.int64)
+    nz = x if x.dtype == bool else x != 0
+    return nz.reshape(-1, t, b).sum(axis=(0, 1), dtype=np.int64)
+
+
+def _decay_trunc32(x: np.ndarray, sh: int, out: np.ndarray) -> np.ndarray:
+    """``trunc(x / 2**sh)`` for int32 ``x`` into ``out`` (round toward zero: add ``2**sh - 1`` to negatives)."""
+    np.right_shift(x, 31, out=out)
+    if sh == 1:
+        np.subtract(x, out, out=out)  # x + 1 for negatives
+    else:
+        out &= (1 << sh) - 1
+        out += x
+    out >>= sh
+    return out
+
+
+def _lif_checks(u_bnd: int, v_bnd: int, a_max: int, plan: "_LayerPlan", t: int
+                ) -> tuple[list[tuple[bool, bool]], bool, int, int]:
+    """Per step ``(check_u, check_v)``: whether the 24-bit wrap / the voltage clip could trigger; whether
+    no step needs either; and the bounds on ``|u|``, ``|v|`` after the last step.
+
+    Python-int magnitude bounds from the state bounds ``u_bnd``, ``v_bnd``, the activation bound
+    ``a_max`` (before ``<< 6``) and the layer's decays and bias, step by step.
+    """
+    out = []
+    clean = True
+    for _ in range(t):
+        u_bnd = ((u_bnd * plan.ku) >> core_spec.DECAY_SHIFT) + (a_max << core_spec.ACT_SHIFT)
+        check_u = u_bnd >= _MAX
+        if check_u:
+            u_bnd = _I32_MAX + 1
+        v_bnd = ((v_bnd * plan.kv) >> core_spec.DECAY_SHIFT) + u_bnd + plan.b_max
+        check_v = v_bnd > _MAX - 1
+        if check_v:
+            v_bnd = _MAX - 1
+        out.append((check_u, check_v))
+        clean = clean and not (check_u or check_v)
+    return out, clean, u_bnd, v_bnd
 
 
 class Emulator:
@@ -374,48 +592,53 @@ class Emulator:
     ``run(chunk)`` advances ``t`` steps at once (same result as ``t`` calls of ``step``).
     ``counts[k]`` accumulates the activity of layer ``k`` since the last ``reset``;
     ``steps`` counts the steps run. ``last_paths`` names the accumulation path used per layer
-    in the last call (``dense``/``im2col``/``sparse``/``empty``/``int64``). ``u``/``v`` are the
-    current states per layer as ``(B, n)`` int64 views (stored feature-major, ``(n, B)``).
+    in the last call (``dense``/``unrolled``/``sparse``/``empty``/``int64``). ``u``/``v`` are the
+    current states per layer as ``(B, n)`` int32 views (stored feature-major, ``(n, B)``); treat
+    them as read-only (the magnitude bounds carried between calls assume only ``run`` changes them).
     """
 
-    def __init__(self, net: IntegerNetwork, batch_size: int, sparse_threshold: float = SPARSE_THRESHOLD):
+    def __init__(self, net: IntegerNetwork, batch_size: int, sparse_threshold: Optional[float] = None):
         net.validate()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.net = net
         self.batch_size = int(batch_size)
-        self.sparse_threshold = float(sparse_threshold)
-        self._plans = [_plan(layer) for layer in net.layers]
+        self.sparse_threshold = None if sparse_threshold is None else float(sparse_threshold)
+        self._plans = [_LayerPlan(layer) for layer in net.layers]
         self.last_paths: list[str] = []
         self.reset()
 
     def reset(self) -> None:
         """Zero all neuron state and counters (a new sample / stream)."""
         b = self.batch_size
-        self._u = [np.zeros((layer.n_out, b), np.int64) for layer in self.net.layers]
-        self._v = [np.zeros((layer.n_out, b), np.int64) for layer in self.net.layers]
-        self.counts = [LayerCounts.zeros(b) for _ in self.net.layers]
+        # int32 state: u is wrapped to 24 bits (and cast to int32), v clipped to 24 bits, so both fit
+        self._u = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
+        self._v = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
+        self._totals = np.zeros((len(self._plans), 4, b), np.int64)  # running counts, one array
+        self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
+        self._bounds = [(0, 0)] * len(self._plans)  # bounds on |u|, |v| per layer (Python ints)
         self.steps = 0
 
     @property
     def u(self) -> list[np.ndarray]:
-        """Current synaptic currents per layer, ``(B, n)`` views."""
+        """Current synaptic currents per layer, ``(B, n)`` int32 views."""
         return [x.T for x in self._u]
 
     @property
     def v(self) -> list[np.ndarray]:
-        """Current voltages per layer, ``(B, n)`` views."""
+        """Current voltages per layer, ``(B, n)`` int32 views."""
         return [x.T for x in self._v]
 
     def _check_inputs(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk)
-        if chunk.dtype != bool and not np.issubdtype(chunk.dtype, np.integer):
+        if chunk.dtype.kind not in "biu":
             raise ValueError(f"inputs must be integers (graded spikes), got {chunk.dtype}")
-        want = (self.batch_size, tuple(self.net.input_shape))
-        if chunk.ndim < 2 or chunk.shape[0] != want[0] or \
-                int(np.prod(chunk.shape[2:])) != int(np.prod(want[1])):
-            raise ValueError(f"inputs have shape {chunk.shape}, expected (B={want[0]}, T, *{want[1]})")
-        if chunk.size and chunk.min() < 0:
+        if chunk.ndim < 2 or chunk.shape[0] != self.batch_size or \
+                (chunk.size // max(1, chunk.shape[0] * chunk.shape[1]) if chunk.size else
+                 int(np.prod(chunk.shape[2:]))) != self._plans[0].n_in:
+            raise ValueError(f"inputs have shape {chunk.shape}, expected "
+                             f"(B={self.batch_size}, T, *{tuple(self.net.input_shape)})")
+        if chunk.size and chunk.dtype.kind == "i" and chunk.min() < 0:
             raise ValueError("inputs must be non-negative (graded spikes)")
         return chunk
 
@@ -425,70 +648,119 @@ class Emulator:
         ``counts`` in the returned trace cover this chunk only; ``self.counts`` keeps the
         running totals.
         """
+        spikes_out, v_out, u_out, counts = self.advance(chunk, record_v)
+        return BatchTrace(spikes=spikes_out, v=v_out if record_v else None, u=u_out if record_v else None,
+                          final_v=[v.T.copy() for v in self._v],
+                          final_u=[u.T.copy() for u in self._u],
+                          predictions=np.argmax(self._v[-1], axis=0), counts=counts)
+
+    def advance(self, chunk: np.ndarray, record_v: bool = False
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
+        """``run`` without building the trace: ``(spikes, v, u, counts)`` per layer (``v``/``u`` empty
+        lists unless ``record_v``); ``spikes[k]`` is ``(B, t, n_k)`` bool. The cheap call for streams."""
         chunk = self._check_inputs(chunk)
         b, t = chunk.shape[:2]
         # feature-major, columns in time-major order (t, b): x is (n_in, t*b); a layer's
         # activations are (n_out, t, b), so a step is the (n_out, b) slice [:, step]
-        cmax = int(chunk.max()) if chunk.size else 0
-        small = np.uint8 if cmax < 256 else (np.uint16 if cmax < 65536 else None)  # cheaper transpose
-        if small is not None and chunk.dtype != small and chunk.dtype != bool:
-            chunk = chunk.astype(small)
-        x = chunk.reshape(b, t, -1).transpose(2, 1, 0).reshape(-1, t * b)
+        xmax = 1
+        if chunk.dtype != bool:
+            xmax = int(chunk.max()) if chunk.size else 0
+            small = np.uint8 if xmax < 256 else (np.uint16 if xmax < 65536 else None)  # cheaper transpose
+            if small is not None and chunk.dtype != small and t * b > 1:
+                chunk = chunk.astype(small)
+        x = _feature_major(chunk.reshape(b, t, -1))
         spikes_out, v_out, u_out, counts = [], [], [], []
         self.last_paths = []
-        ev = None
+        ev = ev_in = None
         for k, plan in enumerate(self._plans):
-            layer = plan.layer
-            if ev is None:  # events per (input neuron, sample); for k > 0 reused from the layer below
-                ev = _events_per_sample(x, t, b)
-            acc, path, bound = _accumulate(plan, x, self.sparse_threshold)
+            n_out = plan.n_out
+            if ev is None:  # input events per sample; for k > 0 the spike count of the layer below
+                if plan.kind == "conv":  # per (input, sample) events are needed for the SynOps anyway
+                    ev_in = _events_per_sample(x, t, b)
+                    ev = ev_in.sum(axis=0)
+                else:
+                    ev = _count_events(x, t, b)
+            rows = np.empty((4, b), np.int64)  # this chunk's counts
+            rows[0] = ev
+            acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             self.last_paths.append(path)
-            # step-major (t, n_out, b): every step's slice contiguous for the LIF loop
-            a, a_max = _activation_step_major(acc, layer.weight_exp, bound, t, b)
             u, v = self._u[k], self._v[k]
-            s_rec = np.empty((layer.n_out, t, b), bool)
+            s_rec = np.empty((t, n_out, b), bool)  # step-major, as the LIF loop writes it
             if record_v:
-                v_rec = np.empty((layer.n_out, t, b), np.int32)
-                u_rec = np.empty((layer.n_out, t, b), np.int32)
-            # magnitude bounds (Python ints) prove when no wrap / clip can happen, skipping the checks
-            u_bnd = int(np.abs(u).max()) if u.size else 0
-            v_bnd = int(np.abs(v).max()) if v.size else 0
-            b_max = int(np.abs(plan.bias).max()) if plan.bias.size else 0
-            ku = core_spec.DECAY_UNITY - (int(layer.du) + core_spec.DU_OFFSET)
-            kv = core_spec.DECAY_UNITY - (int(layer.dv) + core_spec.DV_OFFSET)
-            for step in range(t):
-                u_bnd = ((u_bnd * ku) >> core_spec.DECAY_SHIFT) + (a_max << core_spec.ACT_SHIFT)
-                check_u = u_bnd >= _MAX
-                if check_u:
-                    u_bnd = _I32_MAX + 1
-                v_bnd = ((v_bnd * kv) >> core_spec.DECAY_SHIFT) + u_bnd + b_max
-                check_v = v_bnd > _MAX - 1
-                if check_v:
-                    v_bnd = _MAX - 1
-                u, v, s = lif_step_fast(u, v, a[step], layer.du, layer.dv, plan.bias, plan.vth64,
-                                        check_u=check_u, check_v=check_v, shifted=True)
-                s_rec[:, step] = s
-                if record_v:
-                    v_rec[:, step], u_rec[:, step] = v, u
+                v_rec = np.empty((t, n_out, b), np.int32)
+                u_rec = np.empty((t, n_out, b), np.int32)
+            # magnitude bounds (Python ints) prove when no wrap / clip can happen, skipping the checks;
+            # first from the bounds carried over from the last call, then (if those do not suffice)
+            # from the state itself
+            a_bnd = _shifted_bound(bound, plan.weight_exp)
+            u_bnd, v_bnd = self._bounds[k]
+            checks, clean, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_bnd, plan, t)
+            if not clean:
+                u_bnd = int(np.abs(u).max()) if u.size else 0
+                v_bnd = int(np.abs(v).max()) if v.size else 0
+                checks, clean, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_bnd, plan, t)
+            if plan.int32_ok and clean:
+                # int32 loop: shift-only decays, every value proved inside 24 bits
+                a, _ = _activation_step_major(acc, plan.weight_exp, bound, t, b, as_int32=True)
+                u32, v32 = u, v  # v is updated in place (it is this layer's state)
+                tmp = np.empty_like(v32)
+                ku, kv = plan.ku, plan.kv
+                sh_u = core_spec.DECAY_SHIFT - (ku.bit_length() - 1) if ku else 0
+                sh_v = core_spec.DECAY_SHIFT - (kv.bit_length() - 1)
+                bias32, vth32 = plan.bias32, plan.vth32
+                for step in range(t):
+                    cur = a[step]  # the new current: (a << 6) + trunc(u * ku / 4096)
+                    if ku:
+                        cur += _decay_trunc32(u32, sh_u, tmp)
+                    u32 = cur
+                    if sh_v:
+                        np.add(_decay_trunc32(v32, sh_v, tmp), cur, out=v32)
+                    else:
+                        v32 += cur
+                    v32 += bias32
+                    s = s_rec[step]
+                    np.greater(v32, vth32, out=s)
+                    np.copyto(v32, 0, where=s)
+                    if record_v:
+                        v_rec[step], u_rec[step] = v32, u32
+                u, v = u32, v32
+            else:
+                # step-major (t, n_out, b): every step's slice contiguous for the LIF loop
+                a, a_max = _activation_step_major(acc, plan.weight_exp, bound, t, b)
+                checks, _, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_max, plan, t)
+                u, v = u.astype(np.int64), v.astype(np.int64)
+                for step in range(t):
+                    check_u, check_v = checks[step]
+                    u, v, s = lif_step_fast(u, v, a[step], plan.layer.du, plan.layer.dv, plan.bias, plan.vth64,
+                                            check_u=check_u, check_v=check_v, shifted=True)
+                    s_rec[step] = s
+                    if record_v:
+                        v_rec[step], u_rec[step] = v, u
+                u, v = u.astype(np.int32), v.astype(np.int32)
             self._u[k], self._v[k] = u, v
-            ev_out = _events_per_sample(s_rec.reshape(layer.n_out, t * b), t, b)
-            c = LayerCounts(input_events=ev.sum(axis=0),
-                            synops=plan.fan @ ev,
-                            neuron_updates=np.full(b, t * layer.n_out, np.int64),
-                            spikes=ev_out.sum(axis=0))
-            self.counts[k].add(c)
-            counts.append(c)
-            spikes_out.append(s_rec.transpose(2, 1, 0))
+            self._bounds[k] = (u_end, v_end)
+            ev_out = _count_events(s_rec, t, b)
+            if plan.kind == "dense":  # every input has fan-out n_out
+                np.multiply(ev, n_out, out=rows[1])
+            else:
+                rows[1] = plan.fan @ (ev_in if ev_in is not None else _events_per_sample(x, t, b))
+            rows[2] = t * n_out
+            rows[3] = ev_out
+            self._totals[k] += rows
+            counts.append(LayerCounts.of_rows(rows))
+            spikes_out.append(s_rec.transpose(2, 0, 1))
             if record_v:
-                v_out.append(v_rec.transpose(2, 1, 0))
-                u_out.append(u_rec.transpose(2, 1, 0))
-            x = s_rec.reshape(layer.n_out, t * b)
+                v_out.append(v_rec.transpose(2, 0, 1))
+                u_out.append(u_rec.transpose(2, 0, 1))
+            if t == 1:
+                x = s_rec.reshape(n_out, b)
+            else:  # the next layer's input, feature-major
+                x = np.ascontiguousarray(s_rec.transpose(1, 0, 2)).reshape(n_out, t * b)
+            ev_in = None
+            xmax = 1
             ev = ev_out
         self.steps += t
-        return BatchTrace(spikes=spikes_out, v=v_out if record_v else None, u=u_out if record_v else None,
-                          final_v=[v.T.astype(np.int32) for v in self._v],
-                          final_u=[u.T.astype(np.int32) for u in self._u],
-                          predictions=np.argmax(self._v[-1], axis=0), counts=counts)
+        return spikes_out, v_out, u_out, counts
 
     def step(self, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step on ``x_t`` ``(B, *input_shape)``; returns the last layer's ``(spikes (B, n) bool, v (B, n) int32)``."""
@@ -502,7 +774,7 @@ class Emulator:
 
 
 def run_batch(net: IntegerNetwork, inputs: np.ndarray, record_v: bool = False,
-              sparse_threshold: float = SPARSE_THRESHOLD) -> BatchTrace:
+              sparse_threshold: Optional[float] = None) -> BatchTrace:
     """Run ``B`` samples ``inputs`` ``(B, T, *input_shape)`` from zero state, canonical schedule."""
     inputs = np.asarray(inputs)
     if inputs.ndim < 2:

@@ -51,7 +51,7 @@ def test_paths_all_agree_and_are_used():
     for thr in (0.0, 1.0):
         emu = em.Emulator(net, 4, sparse_threshold=thr)
         runs[thr] = emu.run(x, record_v=True)
-        assert emu.last_paths[0] == ("im2col" if thr == 0.0 else "sparse")
+        assert emu.last_paths[0] == ("unrolled" if thr == 0.0 else "sparse")
     for k in range(3):
         np.testing.assert_array_equal(runs[0.0].v[k], runs[1.0].v[k])
     assert runs[0.0].spikes[0].any(), "test net should spike"
@@ -187,3 +187,76 @@ def test_fast_lif_power_of_two_decays(du, dv):
         np.testing.assert_array_equal(uf, ur)
         np.testing.assert_array_equal(vf, vr)
         np.testing.assert_array_equal(sf, sr)
+
+
+@pytest.mark.parametrize("thr", [None, 0.0, 1.0])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_single_sample_stepping_matches_reference(layout, thr):
+    """Batch 1, one step per call (the streaming case): every accumulation path, carried bounds."""
+    rng = np.random.default_rng(len(layout[1]) * 10 + (3 if thr is None else int(thr)))
+    shape, layers = layout
+    net = em.random_network(rng, shape, layers, vth_range=(1, 24), input_max=5)
+    x = rng.integers(0, 6, (10,) + shape) * (rng.random((10,) + shape) < 0.3)
+    x[3] = 0  # an all-zero step: only the decays act
+    emu = em.Emulator(net, 1, sparse_threshold=thr)
+    steps = [emu.run(x[None, t:t + 1], record_v=True) for t in range(len(x))]
+    ref = run_reference(net, x)
+    for k in range(len(net.layers)):
+        np.testing.assert_array_equal(np.concatenate([s.spikes[k][0] for s in steps]), ref.spikes[k])
+        np.testing.assert_array_equal(np.concatenate([s.v[k][0] for s in steps]), ref.v[k])
+        np.testing.assert_array_equal(np.concatenate([s.u[k][0] for s in steps]), ref.u[k])
+    assert emu.last_paths[0] in ("sparse", "dense", "unrolled", "empty")
+
+
+def test_wrap_and_saturation_when_stepping():
+    """Bounds carried from call to call must still catch the 24-bit wrap and the voltage clip."""
+    net = _one_layer(np.array([[255], [-256], [3]]), du=0, dv=0, vth=core_spec.VTH_MAX)
+    x = np.full((8, 1), 600, np.int64)
+    x[5] = 0
+    emu = em.Emulator(net, 1)
+    steps = [emu.run(x[None, t:t + 1], record_v=True) for t in range(len(x))]
+    ref = run_reference(net, x)
+    np.testing.assert_array_equal(np.concatenate([s.u[0][0] for s in steps]), ref.u[0])
+    np.testing.assert_array_equal(np.concatenate([s.v[0][0] for s in steps]), ref.v[0])
+
+
+def test_int32_loop_equals_int64_loop():
+    """The int32 LIF loop (shift-only decays, bounds proved) gives the int64 loop's result."""
+    rng = np.random.default_rng(21)
+    net = em.random_network(rng, (2, 8, 8), (("conv", 4, 3, 2, 1), ("dense", 16), ("dense", 5)), vth_range=(1, 8))
+    for layer, (du, dv) in zip(net.layers, [(4095, 2048), (2047, 3072), (4095, 0)]):
+        layer.du, layer.dv = du, dv
+    x = rng.integers(0, 3, (3, 7, 2, 8, 8))
+    fast = em.Emulator(net, 3)
+    tr_fast = fast.run(x, record_v=True)
+    assert all(p.int32_ok for p in fast._plans)
+    slow = em.Emulator(net, 3)
+    for p in slow._plans:
+        p.int32_ok = False
+    tr_slow = slow.run(x, record_v=True)
+    for k in range(3):
+        np.testing.assert_array_equal(tr_fast.v[k], tr_slow.v[k])
+        np.testing.assert_array_equal(tr_fast.u[k], tr_slow.u[k])
+        np.testing.assert_array_equal(tr_fast.spikes[k], tr_slow.spikes[k])
+    assert_same(net, x[1], tr_fast, 1)
+
+
+@pytest.mark.parametrize("min_cols, max_work", [(1 << 30, 0), (1, 1 << 60)])
+def test_conv_im2col_and_unrolled_paths(monkeypatch, min_cols, max_work):
+    """Both dense conv paths (im2col + BLAS, unrolled synapse matrix in column blocks) match the reference."""
+    monkeypatch.setattr(em, "UNROLLED_MIN_COLUMNS", min_cols)
+    monkeypatch.setattr(em, "UNROLLED_MAX_WORK", max_work)
+    monkeypatch.setattr(em, "UNROLLED_BLOCK", 4)  # 10 columns: the unrolled product runs in blocks
+    rng = np.random.default_rng(4)
+    shape, layers = (3, 5, 9), (("conv", 2, 3, 2, 2), ("conv", 2, 1, 1, 0), ("dense", 3))
+    net = em.random_network(rng, shape, layers, vth_range=(1, 8))
+    x = rng.integers(0, 3, (2, 5) + shape)
+    emu = em.Emulator(net, 2, sparse_threshold=0.0)
+    tr = emu.run(x, record_v=True)
+    assert emu.last_paths[0] == ("im2col" if max_work == 0 else "unrolled")
+    for b in range(2):
+        assert_same(net, x[b], tr, b)
+    one = em.Emulator(net, 1, sparse_threshold=0.0)
+    steps = [one.run(x[:1, t:t + 1], record_v=True) for t in range(5)]
+    for k in range(3):
+        np.testing.assert_array_equal(np.concatenate([s.v[k][0] for s in steps]), tr.v[k][0])
