@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, check_events, make_events,
                                      read_file_bytes, sort_by_time)
 
 DVS_GESTURE_SENSOR = SensorSize(128, 128, 2)
@@ -86,11 +86,7 @@ def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize = DVS_GESTURE_S
     local.skip("invalid", int((~valid).sum()))
     d, t = d[valid], t[valid]
     ev = sort_by_time(make_events((d >> 17) & 0x7FFF, (d >> 2) & 0x7FFF, t, (d >> 1) & 1))
-    w, h, _ = sensor_size
-    bad = (ev["x"] >= w) | (ev["y"] >= h)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise EventFileError(path, f"event x={ev['x'][i]}, y={ev['y'][i]} outside sensor {tuple(sensor_size)}")
+    check_events(ev, SensorSize(*sensor_size), path)
     local.n_events = len(ev)
     if stats is not None:
         stats.merge(local)

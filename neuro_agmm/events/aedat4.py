@@ -34,7 +34,7 @@ import lz4.frame
 import numpy as np
 
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
+from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, check_events, make_events,
                                      read_file_bytes, sort_by_time)
 
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -170,10 +170,7 @@ def read_aedat4(path: str | os.PathLike, stream_id: Optional[int] = None,
         pos += 8 + size
     raw = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_STRUCT)
     ev = sort_by_time(make_events(raw["x"], raw["y"], raw["t"], raw["on"] != 0))
-    bad = (ev["x"] < 0) | (ev["x"] >= sensor.W) | (ev["y"] < 0) | (ev["y"] >= sensor.H)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise EventFileError(path, f"event x={ev['x'][i]}, y={ev['y'][i]} outside sensor {tuple(sensor)}")
+    check_events(ev, sensor, path)
     local.n_events = len(ev)
     if stats is not None:
         stats.merge(local)

@@ -135,8 +135,9 @@ def test_cli_user_errors(tmp_path, digits_model, capsys):
     assert "at byte 5" in capsys.readouterr().err
 
 
-def test_brian2_whole_recording_agrees(tmp_path):
-    """A tiny sensor so Brian2 (numpy target) is quick: whole-recording run = streaming emulator."""
+@pytest.fixture()
+def tiny(tmp_path):
+    """A tiny artifact (6x6x2 sensor, so Brian2 and Lava are quick) and one random recording."""
     path = tmp_path / "tiny.h5"
     make_artifact(path, input_shape=(2, 6, 6), hidden=8, n_cls=3, time_steps=4, seed=3, input_max=3,
                   scales=(0.05, 0.6, 0.2))
@@ -144,8 +145,14 @@ def test_brian2_whole_recording_agrees(tmp_path):
     ev = sort_by_time(make_events(rng.integers(0, 6, 600), rng.integers(0, 6, 600), rng.integers(0, 40_000, 600),
                                   rng.integers(0, 2, 600)))
     write_event_file(tmp_path / "r.npz", ev, SensorSize(6, 6, 2))
-    emu = infer(path, tmp_path / "r.npz", "emulator", step_us=10_000)
-    b2 = infer(path, tmp_path / "r.npz", "brian2", step_us=10_000)
+    return path, tmp_path / "r.npz"
+
+
+def test_brian2_whole_recording_agrees(tiny):
+    """Whole-recording Brian2 run (numpy target) = the streaming emulator."""
+    path, rec = tiny
+    emu = infer(path, rec, "emulator", step_us=10_000)
+    b2 = infer(path, rec, "brian2", step_us=10_000)
     assert not b2.streaming and b2.recordings[0].prediction == emu.recordings[0].prediction
     assert b2.recordings[0].counts["spikes"] == emu.recordings[0].counts["spikes"] > 0
     assert b2.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
@@ -153,17 +160,11 @@ def test_brian2_whole_recording_agrees(tmp_path):
     assert b2.recordings[0].energy_pj == pytest.approx(emu.recordings[0].energy_pj)
 
 
-def test_lava_whole_recording_agrees(tmp_path):
-    """Lava (fixed_pt, under H3's watchdog) on a whole tiny recording = the streaming emulator."""
-    path = tmp_path / "tiny.h5"
-    make_artifact(path, input_shape=(2, 6, 6), hidden=8, n_cls=3, time_steps=4, seed=3, input_max=3,
-                  scales=(0.05, 0.6, 0.2))
-    rng = np.random.default_rng(4)
-    ev = sort_by_time(make_events(rng.integers(0, 6, 600), rng.integers(0, 6, 600), rng.integers(0, 40_000, 600),
-                                  rng.integers(0, 2, 600)))
-    write_event_file(tmp_path / "r.npz", ev, SensorSize(6, 6, 2))
-    emu = infer(path, tmp_path / "r.npz", "emulator", step_us=10_000)
-    lava = infer(path, tmp_path / "r.npz", "lava", step_us=10_000)
+def test_lava_whole_recording_agrees(tiny):
+    """Lava (fixed_pt, under the watchdog) on a whole tiny recording = the streaming emulator."""
+    path, rec = tiny
+    emu = infer(path, rec, "emulator", step_us=10_000)
+    lava = infer(path, rec, "lava", step_us=10_000)
     assert lava.recordings[0].prediction == emu.recordings[0].prediction
     assert lava.recordings[0].counts["spikes"] == emu.recordings[0].counts["spikes"] > 0
     assert lava.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
