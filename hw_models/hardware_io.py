@@ -34,7 +34,8 @@ import numpy as np
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.placer import Placement
 from hw_models.quantizer import QuantReport
-from neuro_agmm.artifact import ArtifactError, atomic_write, open_h5, require_attr, require_dataset
+from neuro_agmm.artifact import (ArtifactError, atomic_write, check_format, open_h5, require_attr,
+                                 require_dataset)
 
 HW_FORMAT = "neuro_agmm.hardware"
 HW_FORMAT_VERSION = 1
@@ -106,12 +107,7 @@ def load_hardware(path: str | os.PathLike) -> HardwareSection:
             raise ArtifactError(f"{path}: missing group '/{GROUP}' (map the artifact first: python -m neuro_agmm.map)")
         g = f[GROUP]
         where = f"{path}:/{GROUP}"
-        fmt = require_attr(g, "format", where)
-        if fmt != HW_FORMAT:
-            raise ArtifactError(f"{where}: format is {fmt!r}, expected {HW_FORMAT!r}")
-        ver = int(require_attr(g, "format_version", where))
-        if ver != HW_FORMAT_VERSION:
-            raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {HW_FORMAT_VERSION})")
+        check_format(g, HW_FORMAT, HW_FORMAT_VERSION, where)
         if "layers" not in g:
             raise ArtifactError(f"{where}: missing group 'layers'")
         layers = []

@@ -112,6 +112,16 @@ def require_dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
     return group[key][()]
 
 
+def check_format(group: h5py.Group, name: str, version: int, where: str) -> None:
+    """Check a group's ``format``/``format_version`` attributes; ``ArtifactError`` naming what differs."""
+    fmt = require_attr(group, "format", where)
+    if fmt != name:
+        raise ArtifactError(f"{where}: format is {fmt!r}, expected {name!r}")
+    ver = int(require_attr(group, "format_version", where))
+    if ver != version:
+        raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {version})")
+
+
 def open_h5(path: Path, what: str = "artifact file") -> h5py.File:
     """Open ``path`` read-only; ``ArtifactError`` if it is missing or not HDF5 (e.g. truncated)."""
     if not path.exists():
@@ -186,12 +196,7 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
     path = Path(path)
     with open_h5(path) as f:
         where = str(path)
-        fmt = require_attr(f, "format", where)
-        if fmt != FORMAT_NAME:
-            raise ArtifactError(f"{where}: format is {fmt!r}, expected {FORMAT_NAME!r}")
-        ver = int(require_attr(f, "format_version", where))
-        if ver != FORMAT_VERSION:
-            raise ArtifactError(f"{where}: format_version {ver} is not supported (this reader: {FORMAT_VERSION})")
+        check_format(f, FORMAT_NAME, FORMAT_VERSION, where)
         if "layers" not in f:
             raise ArtifactError(f"{where}: missing group 'layers'")
         layers = []
