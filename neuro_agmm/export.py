@@ -132,18 +132,22 @@ class _FrozenLayer(nn.Module):
         self.lif = LIFConfig(leak=spec.leak, threshold=spec.threshold) if spec.spiking else None
         self.rate = 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        """Synaptic current ``I`` (before ``input_gain``) for inputs ``(T, B, ...)``: ``(T, B, *out_shape)``."""
         t, b = x.shape[:2]
-        flat = x.reshape(t * b, *self.in_shape)
-        if self.kind == "dense":
-            z = F.linear(flat, self.weight)
+        if self.kind == "dense":  # a dense layer reads its input flat, whatever shape the artifact records
+            z = F.linear(x.reshape(t * b, -1), self.weight)
         else:
-            z = F.conv2d(flat, self.weight, stride=self.stride, padding=self.padding)
+            z = F.conv2d(x.reshape(t * b, *self.in_shape), self.weight, stride=self.stride, padding=self.padding)
         shape = (1, -1) + (1,) * (z.dim() - 2)
         i = z * self.scale.view(shape) + self.bias.view(shape)
         if self.bn_eps is not None:
             i = F.batch_norm(i, self.bn_mean, self.bn_var, self.bn_gamma, self.bn_beta, False, 0.0, self.bn_eps)
-        i = i.reshape(t, b, *self.out_shape)
+        return i.reshape(t, b, *self.out_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = self.current(x)
+        t = i.shape[0]
         if not self.spiking:
             return readout_sequence(i) / t
         s = lif_sequence(i, self.lif)

@@ -160,57 +160,51 @@ class EmulatorStepper:
 
 
 class TorchFloatStepper:
-    """Streaming float backend: the artifact's float network stepped in torch, state carried."""
+    """Streaming float backend: the artifact's float network stepped in torch, state carried.
+
+    Synaptic currents come from ``neuro_agmm.export.ArtifactNet``'s layers (one definition of the
+    float semantics); only the membrane state is kept here across calls.
+    """
 
     name = "torch"
 
     def __init__(self, art: ModelArtifact, threads: int = 1):
         import torch
-        import torch.nn.functional as F
+
+        from neuro_agmm.export import model_from_artifact
         torch.set_num_threads(threads)
-        self.torch, self.F = torch, F
+        self.torch = torch
         self.art = art
-        self.layers = []
-        for spec in art.layers:
-            a, c = spec.folded_affine()
-            self.layers.append(dict(
-                kind=spec.kind, w=torch.as_tensor(np.asarray(spec.weight, np.float32)),
-                a=torch.as_tensor(a.astype(np.float32)), c=torch.as_tensor(c.astype(np.float32)),
-                leak=float(spec.leak), thr=float(spec.threshold), spiking=bool(spec.spiking),
-                in_shape=tuple(spec.in_shape), out_shape=tuple(spec.out_shape), stride=tuple(spec.stride),
-                padding=tuple(spec.padding)))
+        self.layers = list(model_from_artifact(art).layers)
+        self.dynamics = [(float(s.leak), float(s.input_gain), float(s.threshold)) for s in art.layers]
         self.reset()
 
     def reset(self) -> None:
-        self.v = [self.torch.zeros(int(np.prod(l["out_shape"]))) for l in self.layers]
+        self.v = [self.torch.zeros(int(np.prod(l.out_shape))) for l in self.layers]
         self._spikes = 0
         self._updates = 0
 
     def run(self, frames: np.ndarray) -> np.ndarray:
-        torch, F = self.torch, self.F
+        torch = self.torch
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(frames, np.float32)) * float(self.art.input_scale)
             t = x.shape[0]
-            x = x.reshape(t, -1)
-            for k, l in enumerate(self.layers):
-                if l["kind"] == "dense":
-                    z = F.linear(x, l["w"]) * l["a"] + l["c"]
-                else:
-                    z = F.conv2d(x.reshape(t, *l["in_shape"]), l["w"], stride=l["stride"], padding=l["padding"])
-                    z = (z * l["a"].view(1, -1, 1, 1) + l["c"].view(1, -1, 1, 1)).reshape(t, -1)
+            x = x.reshape(t, 1, -1)
+            for k, (layer, (leak, gain, thr)) in enumerate(zip(self.layers, self.dynamics)):
+                z = gain * layer.current(x).reshape(t, -1)
                 v = self.v[k]
                 out = torch.empty_like(z)
                 for s in range(t):
-                    v = l["leak"] * v + z[s]
-                    if l["spiking"]:
-                        spk = v > l["thr"]
+                    v = leak * v + z[s]
+                    if layer.spiking:
+                        spk = v > thr
                         v = torch.where(spk, torch.zeros_like(v), v)
                         out[s] = spk.float()
                 self.v[k] = v
                 self._updates += t * v.numel()
-                if l["spiking"]:
+                if layer.spiking:
                     self._spikes += int(out.sum())
-                x = out
+                x = out.reshape(t, 1, -1)
         return self.v[-1].numpy().astype(np.float64)
 
     def counts(self) -> dict:
