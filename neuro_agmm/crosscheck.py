@@ -242,11 +242,8 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
             preds = np.array([t.prediction() for t in traces])
             note = f"codegen target {brian2_target}"
         else:
-            try:
-                from hw_models.lava_backend import run_lava
-            except ImportError as e:
-                result.notes.append(f"lava skipped: hw_models.lava_backend not importable ({e})")
-                continue
+            from hw_models.lava_backend import run_lava
+
             m = min(n, max(0, int(lava_samples)))
             traces = [run_lava(net, x[i], timeout=lava_timeout) for i in range(m)]
             preds = np.array([t.prediction() for t in traces], dtype=np.int64)
@@ -258,11 +255,8 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
             prediction_mismatches=int((np.asarray(preds)[:m] != ref_pred[:m]).sum()),
             counts_identical=_counts_equal(net, x[:m], traces, refs[:m]), seconds=seconds, note=note))
     if float_model and art is not None:
-        try:
-            result.float_agreement = float_agreement(
-                art, net, x, [np.stack([r.spikes[k] for r in refs]) for k in range(len(net.layers))], ref_pred)
-        except ImportError as e:
-            result.notes.append(f"float model skipped: neuro_agmm.float_model not importable ({e})")
+        result.float_agreement = float_agreement(
+            art, net, x, [np.stack([r.spikes[k] for r in refs]) for k in range(len(net.layers))], ref_pred)
     elif float_model:
         result.notes.append("float model skipped: an IntegerNetwork was given, not an artifact")
     return result

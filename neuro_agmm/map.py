@@ -106,10 +106,8 @@ def load_inputs(art: ModelArtifact, n_samples: int, inputs_file: Optional[str | 
         name = str(art.provenance.get("dataset", ""))
         if not name:
             raise MapError("the artifact names no dataset (provenance 'dataset'); pass --inputs FILE.npz")
-        try:
-            from neuro_agmm.data import load_dataset
-        except ImportError as e:
-            raise MapError(f"neuro_agmm.data.load_dataset is not available ({e}); pass --inputs FILE.npz") from e
+        from neuro_agmm.data import load_dataset
+
         try:
             split = load_dataset(name, root=data_root, time_steps=art.time_steps, encoding=art.encoding,
                                  seed=int(art.provenance.get("seed", 0)))
@@ -279,11 +277,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         if args.to == "brian2":
-            try:
-                from neuro_agmm.crosscheck import run_brian2_cli
-            except ImportError as e:
-                raise MapError(f"--to brian2 needs neuro_agmm.crosscheck.run_brian2_cli, which is not available "
-                               f"({e})") from e
+            from neuro_agmm.crosscheck import run_brian2_cli
+
             return int(run_brian2_cli(args) or 0)
         if args.to == "nir":
             from neuro_agmm.nir_export import export_nir

@@ -198,18 +198,13 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 def _default_callbacks(cfg: TrainConfig, user: list[Callback]) -> list[Callback]:
     cbs: list[Callback] = []
     if cfg.method == "agmm":
-        try:
-            from neuro_agmm.agmm import make_callback
-        except ImportError as e:
-            raise ValueError(f"--method agmm needs neuro_agmm.agmm.make_callback, which failed to import: {e}") from e
+        from neuro_agmm.agmm import make_callback
+
         cbs.append(make_callback(cfg))
     cbs += list(user)
     if cfg.instrument and cfg.method != "fp":
-        try:
-            from neuro_agmm.instrumentation import InstrumentationCallback
-        except ImportError as e:
-            raise ValueError(f"instrumentation needs neuro_agmm.instrumentation.InstrumentationCallback "
-                               f"(disable with --no-instrument): {e}") from e
+        from neuro_agmm.instrumentation import InstrumentationCallback
+
         cbs.append(InstrumentationCallback())
     return cbs
 

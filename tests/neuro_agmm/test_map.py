@@ -98,7 +98,6 @@ def test_brian2_target_runs_the_crosscheck(tmp_path, capsys):
 @pytest.mark.slow
 def test_trained_digits_network_keeps_its_accuracy_on_lava(tmp_path):
     """Train a small digits BSNN (torch side), then map it: Lava accuracy within 1 point of float."""
-    pytest.importorskip("torch")
     from neuro_agmm.train import TrainConfig, train
 
     res = train(TrainConfig(dataset="digits", arch="mlp", method="vanilla", epochs=20, out=str(tmp_path / "run"),
