@@ -51,6 +51,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
+from neuro_agmm.energy import Activity, activity_from_spikes, energy_per_inference
 from neuro_agmm.events import EVENT_SUFFIXES, EventFileError, SensorSize, read_events
 from neuro_agmm.events.binning import bin_by_time, downsampled_size
 
@@ -153,10 +154,7 @@ class EmulatorStepper:
                                               for k in range(len(self.net.layers))])
 
     def counts(self) -> dict:
-        per = [c.total() for c in self.emu.counts]
-        return {"synops": sum(c["synops"] for c in per), "neuron_updates": sum(c["neuron_updates"] for c in per),
-                "spikes": sum(c["spikes"] for c in per[:-1]), "input_events": per[0]["input_events"] if per else 0,
-                "per_layer": per}
+        return _totals([c.total() for c in self.emu.counts])
 
 
 class TorchFloatStepper:
@@ -211,8 +209,8 @@ class TorchFloatStepper:
         return {"synops": None, "neuron_updates": self._updates, "spikes": self._spikes}
 
 
-def _whole_recording(backend: str, net, frames: np.ndarray) -> tuple[np.ndarray, dict, list[np.ndarray]]:
-    """Lava / Brian2: one run over the recording's frames; returns (final readout v, counts, spikes)."""
+def _whole_recording(backend: str, net, frames: np.ndarray) -> tuple[np.ndarray, Activity]:
+    """Lava / Brian2: one run over the recording's frames; returns (final readout v, activity of its spikes)."""
     if backend == "lava":
         from hw_models.lava_backend import run_lava
         tr = run_lava(net, frames)
@@ -221,21 +219,20 @@ def _whole_recording(backend: str, net, frames: np.ndarray) -> tuple[np.ndarray,
         tr = run_brian2(net, frames, record_v=False)
     else:
         raise InferError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return np.asarray(tr.v[-1][-1], np.float64), _counts_from_spikes(net, frames, tr.spikes), tr.spikes
+    return np.asarray(tr.v[-1][-1], np.float64), activity_from_spikes(net, frames, tr.spikes)
 
 
-def _counts_from_spikes(net, frames: np.ndarray, spikes: list[np.ndarray]) -> dict:
-    from hw_models.emulator import fan_out
-    x = (np.asarray(frames).reshape(len(frames), -1) != 0)
-    per = []
-    for layer, s in zip(net.layers, spikes):
-        s = np.asarray(s).reshape(len(frames), -1)
-        per.append({"input_events": int(x.sum()), "synops": int(x.sum(axis=0).astype(np.int64) @ fan_out(layer)),
-                    "neuron_updates": int(len(frames) * layer.n_out), "spikes": int(s.sum())})
-        x = s.astype(bool)
+def _totals(per: list[dict]) -> dict:
+    """Per-layer counts of one stream -> its totals (spikes leave out the non-spiking readout)."""
     return {"synops": sum(c["synops"] for c in per), "neuron_updates": sum(c["neuron_updates"] for c in per),
             "spikes": sum(c["spikes"] for c in per[:-1]), "input_events": per[0]["input_events"] if per else 0,
             "per_layer": per}
+
+
+def _counts(act: Activity) -> dict:
+    """``_totals`` of a one-stream ``Activity`` (its per-inference means are whole counts)."""
+    return _totals([{"input_events": int(l.input_events), "synops": int(l.synops),
+                     "neuron_updates": int(l.neuron_updates), "spikes": int(l.spikes)} for l in act.layers])
 
 
 # ----------------------------------------------------------------------------- results
@@ -389,14 +386,19 @@ def iter_recordings(events: Optional[str | os.PathLike] = None, dataset: Optiona
 
 # ----------------------------------------------------------------------------- the loop
 
+def _span(rec: Recording, step_us: int) -> tuple[int, int]:
+    """``(t0, t_end)`` of a recording's stream: its fixed span, else whole steps covering the last event."""
+    t0 = int(rec.events["t"][0]) if rec.t0 is None and rec.events.size else int(rec.t0 or 0)
+    if rec.span_us is not None:
+        return t0, t0 + int(rec.span_us)
+    last = int(rec.events["t"][-1]) + 1 if rec.events.size else t0 + 1
+    return t0, t0 + -(-(last - t0) // step_us) * step_us
+
+
 def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int) -> RecordingResult:
     """Run one recording window by window through a streaming backend (state reset first)."""
     stepper.reset()
-    t0 = int(rec.events["t"][0]) if rec.t0 is None and rec.events.size else int(rec.t0 or 0)
-    t_end = None if rec.span_us is None else t0 + int(rec.span_us)
-    if t_end is None:  # cover the last event with whole steps
-        last = int(rec.events["t"][-1]) + 1 if rec.events.size else t0 + 1
-        t_end = t0 + -(-(last - t0) // mapping.step_us) * mapping.step_us
+    t0, t_end = _span(rec, mapping.step_us)
     windows = []
     v = None
     n_steps = 0
@@ -415,29 +417,21 @@ def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int) -> Re
                            stepper.counts(), readout_v=[] if v is None else [float(x) for x in v])
 
 
-def whole(backend: str, net, mapping: InputMapping, rec: Recording
-          ) -> tuple[RecordingResult, tuple[np.ndarray, list[np.ndarray]]]:
-    """Lava / Brian2: bin the whole recording into steps and run it at once; also ``(frames, spikes)``."""
-    t0 = int(rec.events["t"][0]) if rec.t0 is None and rec.events.size else int(rec.t0 or 0)
-    if rec.span_us is not None:
-        t_end = t0 + int(rec.span_us)
-    else:
-        last = int(rec.events["t"][-1]) + 1 if rec.events.size else t0 + 1
-        t_end = t0 + -(-(last - t0) // mapping.step_us) * mapping.step_us
+def whole(backend: str, net, mapping: InputMapping, rec: Recording) -> tuple[RecordingResult, Activity]:
+    """Lava / Brian2: bin the whole recording into steps and run it at once; also the run's activity."""
+    t0, t_end = _span(rec, mapping.step_us)
     w0 = time.perf_counter()
     frames = mapping.frames(rec.events, t0, t_end)
-    v, counts, spikes = _whole_recording(backend, net, frames)
+    v, act = _whole_recording(backend, net, frames)
     wall = time.perf_counter() - w0
     return RecordingResult(rec.source, rec.label, int(rec.events.size), t_end - t0, len(frames), int(np.argmax(v)),
-                           wall, [WindowResult(t_end - t0, int(rec.events.size), wall, int(np.argmax(v)))], counts,
-                           readout_v=[float(x) for x in v]), (frames, spikes)
+                           wall, [WindowResult(t_end - t0, int(rec.events.size), wall, int(np.argmax(v)))],
+                           _counts(act), readout_v=[float(x) for x in v]), act
 
 
-def energy_pj(net, inputs: np.ndarray, spikes: list[np.ndarray]) -> dict[str, float]:
+def energy_pj(act: Activity) -> dict[str, float]:
     """Energy per inference (pJ) of every ``neuro_agmm.energy`` scenario for one recorded stream."""
-    from neuro_agmm.energy import activity_from_spikes, energy_per_inference
-    res = energy_per_inference(activity_from_spikes(net, inputs, spikes))
-    return {sc.name: sc.total_pj for sc in res.scenarios}
+    return {sc.name: sc.total_pj for sc in energy_per_inference(act).scenarios}
 
 
 def default_step_us(art: ModelArtifact, dataset: Optional[str]) -> int:
@@ -490,13 +484,16 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
     for rec in recs:
         if mapping is None or mapping.sensor_size != rec.sensor_size:
             mapping = InputMapping.fit(rec.sensor_size, tuple(art.input_shape), art.input_max, step)
+        act = None
         if stepper is not None:
             r = stream(stepper, mapping, rec, window)
             recorded = stepper.recorded() if isinstance(stepper, EmulatorStepper) else None
+            if recorded is not None:
+                act = activity_from_spikes(net, *recorded)
         else:
-            r, recorded = whole(backend, net, mapping, rec)
-        if energy and net is not None and recorded is not None:
-            r.energy_pj = energy_pj(net, *recorded)
+            r, act = whole(backend, net, mapping, rec)
+        if energy and act is not None:
+            r.energy_pj = energy_pj(act)
             r.energy_j = r.energy_pj["bsnn_loihi"] * 1e-12
         results.append(r)
     return InferResult(str(model_path), backend, window, step, stepper is not None, results, notes)
