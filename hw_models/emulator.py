@@ -50,7 +50,7 @@ import scipy.sparse as sp
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.reference import RunTrace
+from hw_models.reference import RunTrace, conv_output_hw
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
 # picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core
@@ -79,8 +79,7 @@ def conv_geometry(layer: IntLayer) -> tuple[int, int, int, int]:
     """``(H_out, W_out, kH, kW)`` of a conv layer (checks that ``out_shape`` agrees)."""
     c, h, w = layer.in_shape
     o, _, kh, kw = layer.weight_mant.shape
-    ho = (h + 2 * layer.padding[0] - kh) // layer.stride[0] + 1
-    wo = (w + 2 * layer.padding[1] - kw) // layer.stride[1] + 1
+    ho, wo = conv_output_hw(h, w, (kh, kw), layer.stride, layer.padding)
     if tuple(layer.out_shape) != (o, ho, wo):
         raise ValueError(f"layer {layer.name!r}: out_shape {layer.out_shape} but conv geometry gives {(o, ho, wo)}")
     return ho, wo, kh, kw
@@ -807,7 +806,7 @@ def random_network(rng: np.random.Generator, input_shape: tuple[int, ...] = (12,
         else:
             _, co, k, s, p = spec
             c, h, w = shape
-            ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            ho, wo = conv_output_hw(h, w, (k, k), (s, s), (p, p))
             wshape, oshape, stride, pad = (co, c, k, k), (co, ho, wo), (s, s), (p, p)
             n_out = co * ho * wo
         binary = binary_hidden and 0 < idx < len(layers) - 1

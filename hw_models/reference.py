@@ -28,6 +28,12 @@ class RunTrace:
         return int(np.argmax(self.v[-1][-1]))
 
 
+def conv_output_hw(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int]) -> tuple[int, int]:
+    """Output height and width of a 2-D cross-correlation (torch's ``conv2d`` arithmetic)."""
+    return ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
            dtype=np.int64) -> np.ndarray:
     """Cross-correlation (torch's ``conv2d``) of ``x`` (C, H, W) or (B, C, H, W) with ``w`` (O, C, kH, kW).
@@ -45,8 +51,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple
     sh, sw = stride
     xp = np.zeros((b, c, h + 2 * ph, wd + 2 * pw), dtype=dtype)
     xp[:, :, ph:ph + h, pw:pw + wd] = xb
-    ho = (h + 2 * ph - kh) // sh + 1
-    wo = (wd + 2 * pw - kw) // sw + 1
+    ho, wo = conv_output_hw(h, wd, (kh, kw), stride, padding)
     out = np.zeros((b, o, ho, wo), dtype=dtype)
     wc = w.astype(dtype)
     for i in range(kh):

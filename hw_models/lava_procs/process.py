@@ -11,6 +11,7 @@ import typing as ty
 import numpy as np
 
 from hw_models import core_spec
+from hw_models.reference import conv_output_hw
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
@@ -89,8 +90,7 @@ class BinaryConv(_ValidatedProcess):
         c, h, wd = (int(x) for x in in_shape)
         sh, sw = (int(x) for x in stride)
         ph, pw = (int(x) for x in padding)
-        ho = (h + 2 * ph - w.shape[2]) // sh + 1
-        wo = (wd + 2 * pw - w.shape[3]) // sw + 1
+        ho, wo = conv_output_hw(h, wd, w.shape[2:], (sh, sw), (ph, pw))
         if ho < 1 or wo < 1:
             raise ValueError(f"{owner}: empty output for input {tuple(in_shape)} and kernel {w.shape[2:]}")
         out_shape = (w.shape[0], ho, wo)
