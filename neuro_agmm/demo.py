@@ -48,9 +48,7 @@ def run_demo(out: Path, epochs: int = 40, lava_samples: int = 360, crosscheck_sa
     summary["artifact"] = str(res.artifact_path)
     print(f"test accuracy {100 * fin.get('test_acc', float('nan')):.2f}% after {epochs} epochs; "
           f"artifact {res.artifact_path}")
-    for k in ("artifact_bytes", "weight_storage_ratio", "binary_weight_ratio"):
-        if k in res.summary:
-            summary[k] = res.summary[k]
+    summary["weight_storage"] = res.summary["weight_storage"]
 
     _section(f"2/4 map to Loihi-style cores and run bit-accurately in Lava ({lava_samples} test samples)")
     mres = map_to_lava(res.artifact_path, n_samples=lava_samples, out_dir=out / "map", progress=progress)

@@ -17,6 +17,7 @@ def test_demo_runs_every_stage_and_records_zero_mismatches(tmp_path):
     assert summary["lava"]["lava_accuracy"] == summary["lava"]["integer_accuracy"]
     assert summary["digits_test_acc"] > 0.5
     assert summary["energy_pj_per_inference"]["bsnn_loihi"] > 0
+    assert summary["weight_storage"]["binary_ratio"] == pytest.approx(1 / 32)
     for f in ("digits-agmm/model.h5", "map/map.json", "crosscheck.json", "energy/energy.md",
               "digits-dvs-agmm/model.h5", "infer-digits-dvs.json"):
         assert (tmp_path / f).exists(), f
