@@ -276,16 +276,16 @@ def run_brian2_cli(args) -> int:
     """``python -m neuro_agmm.map --to brian2 ARTIFACT``: Brian2 + emulator vs the reference; writes JSON.
 
     Reads ``args.artifact``, ``args.samples``, ``args.inputs``, ``args.data_root``, ``args.out``,
-    ``args.no_progress`` and optional ``args.target``. Returns 0 when every spike and voltage
+    ``args.no_progress`` and ``args.target`` (map's parser). Returns 0 when every spike and voltage
     matches, 1 otherwise; raises ``ValueError``/``ArtifactError`` for user errors.
     """
     art = read_artifact(args.artifact)
-    samples = int(getattr(args, "samples", 10) or 10)
-    x = _load_inputs(art, samples, getattr(args, "inputs", None), getattr(args, "data_root", "datasets"))
-    target = getattr(args, "target", None) or "numpy"
+    samples = int(args.samples or 10)
+    x = _load_inputs(art, samples, args.inputs, args.data_root)
+    target = args.target
     res = crosscheck(art, x, backends=("emulator", "brian2"), brian2_target=target,
-                     progress=not getattr(args, "no_progress", False))
-    out = getattr(args, "out", None)
+                     progress=not args.no_progress)
+    out = args.out
     dest = Path(out) if out else Path(args.artifact).with_suffix(".brian2_check.json")
     if dest.suffix != ".json":
         dest = dest / "brian2_check.json"

@@ -279,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.to == "brian2":
             from neuro_agmm.crosscheck import run_brian2_cli
 
-            return int(run_brian2_cli(args) or 0)
+            return run_brian2_cli(args)
         if args.to == "nir":
             from neuro_agmm.nir_export import export_nir
 

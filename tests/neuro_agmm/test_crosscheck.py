@@ -72,7 +72,7 @@ def test_cli_and_map_entry(art_and_inputs, tmp_path, capsys):
     assert rc == 0 and json.loads(out.read_text())["total_mismatches"] == 0
     assert "TOTAL mismatches" in capsys.readouterr().out
     ns = argparse.Namespace(artifact=str(a), samples=2, inputs=str(tmp_path / "x.npz"), data_root="datasets",
-                            out=str(tmp_path / "b2.json"), no_progress=True)
+                            out=str(tmp_path / "b2.json"), no_progress=True, target="numpy")
     assert cc.run_brian2_cli(ns) == 0
     assert json.loads((tmp_path / "b2.json").read_text())["backends"][1]["backend"] == "brian2"
     assert cc.main([str(tmp_path / "missing.h5"), "--no-progress"]) == 2
