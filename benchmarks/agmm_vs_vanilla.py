@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from neuro_agmm.artifact import atomic_write  # noqa: E402
-from neuro_agmm.train import TrainConfig, _batch, train  # noqa: E402
+from neuro_agmm.training.loop import TrainConfig, _batch, train  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     # name -> TrainConfig agmm_* overrides (method agmm); "vanilla" is the reference
@@ -133,14 +133,14 @@ def step_overhead(split: Any, base: dict, agmm_overrides: dict, repeats: int = 8
     fixed batch; the order alternates every repeat, so background load hits both alike. Returns
     median and minimum seconds per step and their AGMM / vanilla ratios.
     """
-    from neuro_agmm.agmm import make_callback
-    from neuro_agmm.instrumentation import InstrumentationCallback
+    from neuro_agmm.training.agmm import make_callback
+    from neuro_agmm.training.instrumentation import InstrumentationCallback
 
     cfgs, arms = {}, {}
     for method in ("vanilla", "agmm"):
         cfg = TrainConfig(**{**base, **(agmm_overrides if method == "agmm" else {}), "method": method, "seed": seed})
         torch.manual_seed(seed)
-        from neuro_agmm.models import build_model
+        from neuro_agmm.training.models import build_model
         model = build_model(cfg.arch, split.input_shape, split.n_classes, precision="binary",
                             hidden=tuple(cfg.hidden) if cfg.hidden else None)
         cbs = ([make_callback(cfg)] if method == "agmm" else []) + [InstrumentationCallback()]
@@ -284,7 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from neuro_agmm.data import load_dataset
-    from neuro_agmm.plots import Run, plot_runs
+    from neuro_agmm.training.curves import Run, plot_runs
 
     cmd = "python " + " ".join([f"benchmarks/{Path(__file__).name}"] + (argv if argv is not None else sys.argv[1:]))
     mach = machine()
@@ -315,7 +315,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for label, ov in order:
             r = run_one(label, base, ov, seed, out_root, split, a.target, a.target2)
             results.setdefault(label, []).append(r)
-            from neuro_agmm.plots import load_run
+            from neuro_agmm.training.curves import load_run
             curves.append(Run(Path(r["run_dir"]), label, load_run(r["run_dir"]).metrics))
     overhead = None
     if not a.sweep and "agmm" in a.methods and "vanilla" in a.methods:

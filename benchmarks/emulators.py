@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import hw_models  # noqa: E402,F401  (Lava import fix)
-from hw_models import emulator as em  # noqa: E402
+from hw_models.backends import emulator as em  # noqa: E402
 from hw_models.integer_network import IntegerNetwork  # noqa: E402
 from neuro_agmm.artifact import atomic_write  # noqa: E402
 
@@ -99,7 +99,7 @@ def bench(name: str, net: IntegerNetwork, x: np.ndarray, args) -> tuple[list[dic
     info["paths"] = emu.last_paths
 
     # reference (plain loop) on a few samples, exactness of the emulator against it
-    from hw_models.reference import run_reference
+    from hw_models.backends.reference import run_reference
 
     k = min(b, 4)
     t_ref, refs = timed(lambda: [run_reference(net, x[i]) for i in range(k)])
@@ -109,7 +109,7 @@ def bench(name: str, net: IntegerNetwork, x: np.ndarray, args) -> tuple[list[dic
     if not ok:
         raise SystemExit("emulator differs from the reference: not benchmarking a wrong emulator")
 
-    from hw_models.brian2_backend import run_brian2
+    from hw_models.backends.brian2 import run_brian2
 
     kb = min(b, args.brian2_samples)
     for target in args.brian2_targets:
@@ -126,7 +126,7 @@ def bench(name: str, net: IntegerNetwork, x: np.ndarray, args) -> tuple[list[dic
                      "exact": "yes" if exact and counts_ok else "NO"})
 
     if not args.no_lava:
-        from hw_models.lava_backend import run_lava_batch
+        from hw_models.backends.lava.runner import run_lava_batch
 
         lb = min(b, args.lava_samples)
         res = run_lava_batch(net, x[:lb], timeout=600)

@@ -34,10 +34,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import hw_models  # noqa: E402,F401  (Lava import fix; harmless here)
-from hw_models.quantizer import quantize  # noqa: E402
+from hw_models.mapping.quantizer import quantize  # noqa: E402
 from neuro_agmm.artifact import LayerSpec, ModelArtifact, atomic_write, read_artifact  # noqa: E402
 from neuro_agmm.events.types import SensorSize, make_events, sort_by_time  # noqa: E402
-from neuro_agmm.infer import (EmulatorStepper, InputMapping, Recording, TorchFloatStepper,  # noqa: E402
+from neuro_agmm.streaming.run import (EmulatorStepper, InputMapping, Recording, TorchFloatStepper,  # noqa: E402
                               iter_recordings, stream)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,11 +29,11 @@ def _section(title: str) -> None:
 def run_demo(out: Path, epochs: int = 40, lava_samples: int = 360, crosscheck_samples: int = 20,
              energy_samples: int = 360, dvs_epochs: int = 15, progress: bool = True) -> dict:
     """Run the four stages; return a dict of the headline numbers (also written to ``summary.json``)."""
-    from neuro_agmm.crosscheck import crosscheck
-    from neuro_agmm.infer import infer
-    from neuro_agmm.map import load_inputs, map_to_lava
-    from neuro_agmm.report import energy_report
-    from neuro_agmm.train import TrainConfig, train
+    from neuro_agmm.deploy.crosscheck import crosscheck
+    from neuro_agmm.streaming.run import infer
+    from neuro_agmm.deploy.mapping import load_inputs, map_to_lava
+    from neuro_agmm.deploy.energy_report import energy_report
+    from neuro_agmm.training.loop import TrainConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()

@@ -26,7 +26,7 @@ def load_dataset(name: str, root: str | Path = "datasets", time_steps: int = 4, 
         from neuro_agmm.data.cifar import load_cifar_split
         return load_cifar_split(name, root=root, time_steps=time_steps, encoding=encoding, seed=seed)
     if name in EVENT_DATASETS:
-        from neuro_agmm.events.datasets import load_event_split
+        from neuro_agmm.data.event_datasets import load_event_split
         return load_event_split(name, root=root, time_steps=time_steps, seed=seed)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 

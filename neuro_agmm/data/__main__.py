@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from neuro_agmm.events.datasets import EVENT_DATASETS
+from neuro_agmm.data.event_datasets import EVENT_DATASETS
 
 
 def write_digits_samples(root: str | Path, n: int = 10) -> list[Path]:
     """The first ``n`` digits-dvs test recordings as ``.npz`` event files under ``<root>/digits-dvs/samples``."""
-    from neuro_agmm.events.datasets import open_event_dataset
+    from neuro_agmm.data.event_datasets import open_event_dataset
     from neuro_agmm.events.h5npz import write_event_file
 
     ds = open_event_dataset("digits-dvs", root, "test")
@@ -36,7 +36,7 @@ def write_digits_samples(root: str | Path, n: int = 10) -> list[Path]:
 
 
 def _info(root: Path) -> None:
-    from neuro_agmm.events.datasets import DatasetNotFoundError, open_event_dataset
+    from neuro_agmm.data.event_datasets import DatasetNotFoundError, open_event_dataset
 
     print(f"| dataset | train recordings | test recordings | caches | ({root}) |")
     print("|---|---|---|---|---|")
@@ -72,7 +72,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     i.add_argument("--root", default="datasets")
     args = ap.parse_args(argv)
     from neuro_agmm.events import EventFileError
-    from neuro_agmm.events.datasets import DatasetNotFoundError, load_event_split, prepare
+    from neuro_agmm.data.event_datasets import DatasetNotFoundError, load_event_split, prepare
     try:
         if args.cmd == "info":
             _info(Path(args.root))

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from hw_models import core_spec, emulator as em
-from hw_models.brian2_backend import layer_update_code, run_brian2
+from hw_models import core_spec
+from hw_models.backends import emulator as em
+from hw_models.backends.brian2 import layer_update_code, run_brian2
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.reference import run_reference
+from hw_models.backends.reference import run_reference
 
 
 def assert_trace_equal(net, x, tr):

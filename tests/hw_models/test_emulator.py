@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hw_models import core_spec, emulator as em
+from hw_models import core_spec
+from hw_models.backends import emulator as em
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.reference import run_reference
+from hw_models.backends.reference import run_reference
 
 
 def assert_same(net, x, tr, b=0):
@@ -152,7 +153,7 @@ def test_synapse_list_reproduces_convolution():
     pre, post, w = em.synapse_list(layer)
     x = rng.integers(0, 5, layer.n_in)
     acc = np.bincount(post, weights=w * x[pre], minlength=layer.n_out).astype(np.int64)
-    from hw_models.reference import conv2d_int
+    from hw_models.backends.reference import conv2d_int
     np.testing.assert_array_equal(acc, conv2d_int(x.reshape(layer.in_shape), layer.weight_mant,
                                                   layer.stride, layer.padding).reshape(-1))
 

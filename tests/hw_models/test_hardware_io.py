@@ -4,10 +4,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hw_models.hardware_io import load_hardware, save_hardware
-from hw_models.placer import place
-from hw_models.quantizer import quantize
-from hw_models.reference import run_reference
+from hw_models.mapping.hardware_section import load_hardware, save_hardware
+from hw_models.mapping.placer import place
+from hw_models.mapping.quantizer import quantize
+from hw_models.backends.reference import run_reference
 from random_nets import artifact_inputs, random_artifact
 from neuro_agmm.artifact import ArtifactError, read_artifact, write_artifact
 

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from hw_models.lava_backend import LavaRunError, check_stock_compatible, run_guarded, run_lava, run_lava_batch
-from hw_models.reference import run_reference
+from hw_models.backends.lava.runner import LavaRunError, check_stock_compatible, run_guarded, run_lava, run_lava_batch
+from hw_models.backends.reference import run_reference
 from random_nets import random_inputs, random_int_network
 
 
@@ -142,7 +142,7 @@ def test_many_random_networks_match_stock_lava(seed):
 
 def test_var_get_readback_equals_dump_readback():
     # without a dump directory the recordings come back through Lava's Var.get()
-    from hw_models.lava_backend import _input_matrix, _run_job, layer_offset
+    from hw_models.backends.lava.runner import _input_matrix, _run_job, layer_offset
 
     net, x, ref = active_net(40, "dense", 2)
     data = _input_matrix(net, x, x.shape[0] + layer_offset(len(net.layers) - 1) - 1)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import hw_models.lava_procs as lp
+import hw_models.backends.lava.procs as lp
 from hw_models import core_spec
 
 
@@ -59,8 +59,8 @@ def test_package_modules_have_no_import_side_effects():
 def test_floating_pt_models_equal_fixed_where_no_rounding_happens():
     # du = 4095 and dv = 0: no decay truncation, so the float models give the same integers
     from hw_models.integer_network import IntegerNetwork, IntLayer
-    from hw_models.lava_backend import run_lava
-    from hw_models.reference import run_reference
+    from hw_models.backends.lava.runner import run_lava
+    from hw_models.backends.reference import run_reference
 
     rng = np.random.default_rng(0)
     layers = []

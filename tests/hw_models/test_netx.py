@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hw_models import core_spec
-from hw_models.netx import export_netx, import_netx
-from hw_models.quantizer import quantize
-from hw_models.reference import run_reference
+from hw_models.mapping.netx import export_netx, import_netx
+from hw_models.mapping.quantizer import quantize
+from hw_models.backends.reference import run_reference
 from random_nets import random_artifact, random_inputs, random_int_network
 
 

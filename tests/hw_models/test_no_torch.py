@@ -3,10 +3,10 @@
 import subprocess
 import sys
 
-MODULES = ["hw_models.quantizer", "hw_models.placer", "hw_models.emulator", "hw_models.brian2_backend",
-           "hw_models.lava_backend", "hw_models.netx", "hw_models.hardware_io", "neuro_agmm.map",
-           "neuro_agmm.report", "neuro_agmm.crosscheck", "neuro_agmm.float_model", "neuro_agmm.nir_export",
-           "neuro_agmm.events.datasets", "neuro_agmm.data"]
+MODULES = ["hw_models.mapping.quantizer", "hw_models.mapping.placer", "hw_models.backends.emulator", "hw_models.backends.brian2",
+           "hw_models.backends.lava.runner", "hw_models.mapping.netx", "hw_models.mapping.hardware_section", "neuro_agmm.deploy.mapping",
+           "neuro_agmm.deploy.energy_report", "neuro_agmm.deploy.crosscheck", "neuro_agmm.deploy.float_model", "neuro_agmm.deploy.nir",
+           "neuro_agmm.data.event_datasets", "neuro_agmm.data"]
 
 
 def test_deployment_modules_import_without_torch():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from hw_models import core_spec
-from hw_models.quantizer import quantize
-from hw_models.reference import run_reference
+from hw_models.mapping.quantizer import quantize
+from hw_models.backends.reference import run_reference
 from random_nets import artifact_inputs, random_artifact
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
 

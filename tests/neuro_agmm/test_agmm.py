@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuro_agmm.agmm import AGMM, AGMMConfig, alpha_schedule, make_callback, modulation_factors
-from neuro_agmm.binary_layers import BinaryLinear, Int8Linear
+from neuro_agmm.training.agmm import AGMM, AGMMConfig, alpha_schedule, make_callback, modulation_factors
+from neuro_agmm.training.binary_layers import BinaryLinear, Int8Linear
 
 torch.set_num_threads(1)
 
@@ -252,8 +252,8 @@ def _schema(path):
 
 def test_real_bsnn_forward_unchanged_and_agmm_artifact_has_vanilla_schema(tmp_path):
     from neuro_agmm.artifact import read_artifact
-    from neuro_agmm.models import build_model
-    from neuro_agmm.train import TrainConfig, train
+    from neuro_agmm.training.models import build_model
+    from neuro_agmm.training.loop import TrainConfig, train
 
     # forward of the real model (T, B, F) in training mode: bit-identical with AGMM's hooks installed
     torch.manual_seed(0)
@@ -352,7 +352,7 @@ def test_renorm_variant_factors_average_one_per_batch():
 
 
 def test_brake_variant_scales_latent_gradient_by_sigmoid_of_weight_magnitude():
-    from neuro_agmm.agmm import BRAKE_FLOOR, brake_factors
+    from neuro_agmm.training.agmm import BRAKE_FLOOR, brake_factors
 
     torch.manual_seed(9)
     net = Net()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuro_agmm.binary_layers import (BinaryConv2d, BinaryLinear, FloatConv2d, FloatLinear, Int8Conv2d, Int8Linear,
+from neuro_agmm.training.binary_layers import (BinaryConv2d, BinaryLinear, FloatConv2d, FloatLinear, Int8Conv2d, Int8Linear,
                                       binarize, binary_layers, int8_scale, quantize_int8, weight_layers)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuro_agmm.checkpoint import Checkpoint, CheckpointError, capture_rng, load_checkpoint, restore_rng, \
+from neuro_agmm.training.checkpoint import Checkpoint, CheckpointError, capture_rng, load_checkpoint, restore_rng, \
     save_checkpoint
-from neuro_agmm.models import build_model
+from neuro_agmm.training.models import build_model
 
 
 def _ckpt(model, opt, **kw):
@@ -64,7 +64,7 @@ def test_bad_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable"):
         load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"format": "neuro_agmm.checkpoint", "version": 99}, tmp_path / "v.pt")
+    torch.save({"format": "neuro_agmm.training.checkpoint", "version": 99}, tmp_path / "v.pt")
     with pytest.raises(CheckpointError, match="version 99"):
         load_checkpoint(tmp_path / "v.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")

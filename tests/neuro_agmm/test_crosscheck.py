@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from hw_models import emulator as em
-from hw_models.reference import run_reference
-from neuro_agmm import crosscheck as cc
+from hw_models.backends import emulator as em
+from hw_models.backends.reference import run_reference
+from neuro_agmm.deploy import crosscheck as cc
 from neuro_agmm.artifact import write_artifact
 import random_nets
 

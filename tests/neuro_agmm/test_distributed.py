@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import neuro_agmm.agmm  # noqa: F401  (imported here so forked workers inherit them instead of importing)
-import neuro_agmm.instrumentation  # noqa: F401
-import neuro_agmm.models  # noqa: F401
+import neuro_agmm.training.agmm  # noqa: F401  (imported here so forked workers inherit them instead of importing)
+import neuro_agmm.training.instrumentation  # noqa: F401
+import neuro_agmm.training.models  # noqa: F401
 from neuro_agmm.artifact import read_artifact
-from neuro_agmm.distributed import (DistEnv, allreduce_gradients, check_in_sync, init_from_env, local_batch_size,
+from neuro_agmm.training.distributed import (DistEnv, allreduce_gradients, check_in_sync, init_from_env, local_batch_size,
                                     shard_indices)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,11 +51,11 @@ def _forked_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     """One gloo rank (forked: inherits the imported modules, so it starts in milliseconds)."""
     import torch.distributed as dist
 
-    from neuro_agmm.agmm import AGMM
-    from neuro_agmm.distributed import (allreduce_gradients, broadcast_parameters, env_of_current_group, is_main,
+    from neuro_agmm.training.agmm import AGMM
+    from neuro_agmm.training.distributed import (allreduce_gradients, broadcast_parameters, env_of_current_group, is_main,
                                         sync_buffers)
-    from neuro_agmm.instrumentation import InstrumentationCallback
-    from neuro_agmm.models import build_model
+    from neuro_agmm.training.instrumentation import InstrumentationCallback
+    from neuro_agmm.training.models import build_model
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -133,10 +133,10 @@ def test_two_gloo_workers_under_torchrun_stay_in_sync_and_write_one_artifact(tmp
 @pytest.mark.slow
 def test_trainer_under_torchrun_writes_one_artifact_and_stays_in_sync(tmp_path):
     """``torchrun --nproc_per_node 2 -m neuro_agmm.train --distributed``: needs the trainer's --distributed flag."""
-    from neuro_agmm.train import TrainConfig
+    from neuro_agmm.training.loop import TrainConfig
 
     if "distributed" not in TrainConfig.__dataclass_fields__:
-        pytest.skip("neuro_agmm.train has no --distributed option yet (see neuro_agmm/distributed.py)")
+        pytest.skip("neuro_agmm.training.loop has no --distributed option yet (see neuro_agmm/distributed.py)")
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "run"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "neuro_agmm.train", "--distributed",

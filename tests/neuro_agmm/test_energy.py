@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from hw_models import emulator as em, energy_figures as ef
-from hw_models.brian2_backend import run_brian2
+from hw_models import energy_figures as ef
+from hw_models.backends import emulator as em
+from hw_models.backends.brian2 import run_brian2
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.reference import run_reference
-from neuro_agmm import energy
+from hw_models.backends.reference import run_reference
+from neuro_agmm.deploy import energy
 
 
 def test_figures_are_the_published_ones():

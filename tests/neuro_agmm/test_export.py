@@ -7,9 +7,9 @@ import torch
 
 from neuro_agmm.artifact import ArtifactError, read_artifact
 from neuro_agmm.data import load_dataset
-from neuro_agmm.export import export_artifact, model_from_artifact, predict, weight_storage
-from neuro_agmm.models import build_model
-from neuro_agmm.train import _batch
+from neuro_agmm.training.export import export_artifact, model_from_artifact, predict, weight_storage
+from neuro_agmm.training.models import build_model
+from neuro_agmm.training.loop import _batch
 
 
 @pytest.fixture(scope="module")

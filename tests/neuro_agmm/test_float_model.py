@@ -3,9 +3,9 @@
 
 import numpy as np
 
-from hw_models.reference import conv2d_int
+from hw_models.backends.reference import conv2d_int
 from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact
-from neuro_agmm.float_model import accuracy, conv2d_float, predict, run_float
+from neuro_agmm.deploy.float_model import accuracy, conv2d_float, predict, run_float
 import random_nets
 
 

@@ -3,14 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from hw_models.emulator import run_batch
-from hw_models.quantizer import quantize
-from hw_models.reference import run_reference
+from hw_models.backends.emulator import run_batch
+from hw_models.mapping.quantizer import quantize
+from hw_models.backends.reference import run_reference
 from neuro_agmm.artifact import LayerSpec, ModelArtifact, write_artifact
 from neuro_agmm.events.binning import bin_by_time
 from neuro_agmm.events.h5npz import write_event_file
 from neuro_agmm.events.types import SensorSize, make_events, sort_by_time
-from neuro_agmm.infer import InferError, InputMapping, TorchFloatStepper, event_windows, infer, main
+from neuro_agmm.streaming.run import InferError, InputMapping, TorchFloatStepper, event_windows, infer, main
 
 
 def make_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_steps=8, seed=0, dataset="digits-dvs",
@@ -60,7 +60,7 @@ def digits_model(tmp_path_factory):
 
 def test_streaming_equals_batch_run_on_dataset_frames(digits_model):
     """Streaming window by window (state carried) = one run over the training-style frames."""
-    from neuro_agmm.events.datasets import BinningConfig, bin_dataset, open_event_dataset
+    from neuro_agmm.data.event_datasets import BinningConfig, bin_dataset, open_event_dataset
 
     path, art, net = digits_model
     res = infer(path, backend="emulator", dataset="digits-dvs", split="test", limit=6, window_us=2 * 37_500)
@@ -77,7 +77,7 @@ def test_streaming_equals_batch_run_on_dataset_frames(digits_model):
         assert sum(w.n_events for w in r.windows) == r.n_events == len(ds[b][0])
         assert r.counts["synops"] > 0 and r.energy_j > 0
     # energy from the streamed spike trains = energy of the one-shot run's spike trains
-    from neuro_agmm.energy import activity_from_spikes, energy_per_inference
+    from neuro_agmm.deploy.energy import activity_from_spikes, energy_per_inference
     e0 = energy_per_inference(activity_from_spikes(net, x[:1], [s[:1] for s in tr.spikes]))
     assert res.recordings[0].energy_pj == pytest.approx({sc.name: sc.total_pj for sc in e0.scenarios})
     ref = run_reference(net, x[0])
@@ -88,7 +88,7 @@ def test_streaming_equals_batch_run_on_dataset_frames(digits_model):
 
 
 def test_torch_stepper_matches_numpy_float_model(digits_model):
-    from neuro_agmm.float_model import run_float
+    from neuro_agmm.deploy.float_model import run_float
 
     _, art, _ = digits_model
     rng = np.random.default_rng(1)

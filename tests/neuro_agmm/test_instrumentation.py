@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuro_agmm.agmm import AGMM, AGMMConfig
-from neuro_agmm.binary_layers import BinaryLinear, Int8Linear
-from neuro_agmm.instrumentation import InstrumentationCallback, flip_ratio_between
+from neuro_agmm.training.agmm import AGMM, AGMMConfig
+from neuro_agmm.training.binary_layers import BinaryLinear, Int8Linear
+from neuro_agmm.training.instrumentation import InstrumentationCallback, flip_ratio_between
 
 torch.set_num_threads(1)
 
@@ -166,7 +166,7 @@ def test_state_round_trip_keeps_epoch_reference_and_step_log(tmp_path):
 
 
 def test_flip_ratio_between_trainer_checkpoints_uses_binary_layers(tmp_path):
-    from neuro_agmm.train import TrainConfig, train
+    from neuro_agmm.training.loop import TrainConfig, train
 
     cfg = TrainConfig(method="vanilla", epochs=2, hidden=[12, 12], limit_train=64, limit_test=20, batch_size=32,
                       out=str(tmp_path / "run"), progress=False)

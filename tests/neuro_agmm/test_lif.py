@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuro_agmm.lif import LIF, LIFConfig, lif_sequence, lif_step, readout_sequence
+from neuro_agmm.training.lif import LIF, LIFConfig, lif_sequence, lif_step, readout_sequence
 
 
 def reference_lif(currents: np.ndarray, leak: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:

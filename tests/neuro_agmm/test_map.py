@@ -10,9 +10,9 @@ import nir
 import numpy as np
 import pytest
 
-from hw_models.hardware_io import load_hardware
+from hw_models.mapping.hardware_section import load_hardware
 from neuro_agmm.artifact import write_artifact
-from neuro_agmm.map import main, map_to_lava
+from neuro_agmm.deploy.mapping import main, map_to_lava
 import random_nets
 
 ROOT = Path(__file__).parents[2]
@@ -98,7 +98,7 @@ def test_brian2_target_runs_the_crosscheck(tmp_path, capsys):
 @pytest.mark.slow
 def test_trained_digits_network_keeps_its_accuracy_on_lava(tmp_path):
     """Train a small digits BSNN (torch side), then map it: Lava accuracy within 1 point of float."""
-    from neuro_agmm.train import TrainConfig, train
+    from neuro_agmm.training.loop import TrainConfig, train
 
     res = train(TrainConfig(dataset="digits", arch="mlp", method="vanilla", epochs=20, out=str(tmp_path / "run"),
                             progress=False))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuro_agmm.binary_layers import binary_layers
-from neuro_agmm.lif import lif_step, readout_sequence
-from neuro_agmm.models import BSNN, ModelConfig, build_from_config, build_model
+from neuro_agmm.training.binary_layers import binary_layers
+from neuro_agmm.training.lif import lif_step, readout_sequence
+from neuro_agmm.training.models import BSNN, ModelConfig, build_from_config, build_model
 
 
 def test_mlp_structure_and_precisions():

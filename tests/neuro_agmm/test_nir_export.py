@@ -6,8 +6,8 @@ import nir
 import numpy as np
 import pytest
 
-from neuro_agmm.float_model import run_float
-from neuro_agmm.nir_export import export_nir, simulate_nir, to_nir
+from neuro_agmm.deploy.float_model import run_float
+from neuro_agmm.deploy.nir import export_nir, simulate_nir, to_nir
 import random_nets
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from neuro_agmm import report
+from neuro_agmm.deploy import energy_report as report
 from neuro_agmm.artifact import write_artifact
 import random_nets
 

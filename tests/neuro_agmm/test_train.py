@@ -12,10 +12,10 @@ import h5py
 import pytest
 import torch
 
-from neuro_agmm import export as export_cli
-from neuro_agmm.callbacks import Callback
-from neuro_agmm.checkpoint import load_checkpoint
-from neuro_agmm.train import TrainConfig, TrainingDiverged, config_from_args, main, train
+from neuro_agmm.training import export as export_cli
+from neuro_agmm.training.callbacks import Callback
+from neuro_agmm.training.checkpoint import load_checkpoint
+from neuro_agmm.training.loop import TrainConfig, TrainingDiverged, config_from_args, main, train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(dataset="digits", arch="mlp", hidden=[32, 32], epochs=2, batch_size=64, time_steps=2, limit_train=256,
@@ -244,7 +244,7 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
 def test_digits_bsnn_reaches_95_percent(tmp_path):
     """The default CLI run (MLP 64-256-256-10, T=4, 30 epochs): >= 95 % on the 360 test digits, and the
     artifact's NumPy float semantics (neuro_agmm.float_model) give the same predictions as torch."""
-    from neuro_agmm import float_model
+    from neuro_agmm.deploy import float_model
     from neuro_agmm.artifact import read_artifact
     from neuro_agmm.data import load_dataset
 

@@ -4,7 +4,7 @@ import pytest
 from neuro_agmm.events.aedat2 import write_aedat2
 from neuro_agmm.events.aedat3 import GestureSegment, write_aedat3, write_gesture_labels
 from neuro_agmm.events.aedat4 import write_aedat4
-from neuro_agmm.events.datasets import (BinningConfig, DatasetNotFoundError, bin_dataset, cache_path,
+from neuro_agmm.data.event_datasets import (BinningConfig, DatasetNotFoundError, bin_dataset, cache_path,
                                         load_event_split, open_event_dataset, prepare)
 from neuro_agmm.events.nmnist import write_nmnist
 from neuro_agmm.events.tonic_npy import write_tonic_gesture_npy

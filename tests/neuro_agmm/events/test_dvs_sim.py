@@ -1,6 +1,6 @@
 import numpy as np
 
-from neuro_agmm.events.dvs_sim import DVSSimConfig, saccade_path, simulate
+from neuro_agmm.data.dvs_sim import DVSSimConfig, saccade_path, simulate
 
 
 def _images():

@@ -209,11 +209,11 @@ def _sync_check(out_dir: str, steps: int, allreduce: bool, seed: int, method: st
     import json
     from pathlib import Path
 
-    from neuro_agmm.agmm import AGMM
+    from neuro_agmm.training.agmm import AGMM
     from neuro_agmm.artifact import atomic_write, write_artifact
-    from neuro_agmm.export import model_to_artifact
-    from neuro_agmm.instrumentation import InstrumentationCallback
-    from neuro_agmm.models import build_model
+    from neuro_agmm.training.export import model_to_artifact
+    from neuro_agmm.training.instrumentation import InstrumentationCallback
+    from neuro_agmm.training.models import build_model
 
     torch.set_num_threads(1)
     env = init_from_env()

@@ -33,9 +33,9 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 import torch
 
-from neuro_agmm.agmm import find_layers
+from neuro_agmm.training.agmm import find_layers
 from neuro_agmm.artifact import atomic_write
-from neuro_agmm.callbacks import Callback
+from neuro_agmm.training.callbacks import Callback
 
 
 def _signs(w: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,7 @@ def _binary_names_of_checkpoint(ck: Mapping) -> Optional[list[str]]:
     if not isinstance(mc, Mapping):
         return None
     try:
-        from neuro_agmm.models import ModelConfig, build_from_config
+        from neuro_agmm.training.models import ModelConfig, build_from_config
         model = build_from_config(ModelConfig.from_dict(dict(mc)))
     except Exception:  # noqa: BLE001 — an unknown/older model config: fall back to all weights
         return None

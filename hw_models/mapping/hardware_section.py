@@ -32,8 +32,8 @@ import h5py
 import numpy as np
 
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.placer import Placement
-from hw_models.quantizer import QuantReport
+from hw_models.mapping.placer import Placement
+from hw_models.mapping.quantizer import QuantReport
 from neuro_agmm.artifact import (ArtifactError, atomic_write, check_format, open_h5, require_attr,
                                  require_dataset)
 

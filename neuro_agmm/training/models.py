@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from neuro_agmm.artifact import BatchNormSpec, LayerSpec
-from neuro_agmm.binary_layers import CONV, LINEAR
-from neuro_agmm.lif import DEFAULT_LEAK, DEFAULT_THRESHOLD, LIFConfig, lif_sequence, readout_sequence
+from neuro_agmm.training.binary_layers import CONV, LINEAR
+from neuro_agmm.training.lif import DEFAULT_LEAK, DEFAULT_THRESHOLD, LIFConfig, lif_sequence, readout_sequence
 
 ARCHS = ("mlp", "convnet", "vgg11", "resnet19")
 

@@ -15,6 +15,6 @@ after ``hw_models`` (the Python 3.11 fix in ``hw_models.lava_compat``); importin
 package imports Lava.
 """
 
-from hw_models.lava_procs.process import BinaryConv, BinaryDense, CoreLIF
+from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense, CoreLIF
 
 __all__ = ["BinaryDense", "BinaryConv", "CoreLIF"]

@@ -76,7 +76,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` atomically to ``path`` (``torch.save``). Raises ``CheckpointError`` on NaN/inf weights."""
     _check_finite(ckpt.model, f"checkpoint {path}")
     payload = dict(ckpt.__dict__)
-    payload["format"] = "neuro_agmm.checkpoint"
+    payload["format"] = "neuro_agmm.training.checkpoint"
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -91,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != "neuro_agmm.checkpoint":
+    if not isinstance(payload, dict) or payload.get("format") != "neuro_agmm.training.checkpoint":
         raise CheckpointError(f"{path}: not a neuro_agmm checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.reference import RunTrace, conv_output_hw
+from hw_models.backends.reference import RunTrace, conv_output_hw
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
 # picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core

@@ -109,7 +109,7 @@ def _simulated(sim_seed: int):
     from sklearn.model_selection import train_test_split
 
     from neuro_agmm.data.digits import N_TEST, SPLIT_SEED
-    from neuro_agmm.events.dvs_sim import DVSSimConfig, simulate_digits
+    from neuro_agmm.data.dvs_sim import DVSSimConfig, simulate_digits
 
     cfg = DVSSimConfig(seed=sim_seed)
     if cfg not in _SIM_CACHE:
@@ -328,7 +328,7 @@ def cache_path(name: str, root: str | os.PathLike, cfg: BinningConfig, sim_seed:
     if name == "digits-dvs":
         from dataclasses import asdict
 
-        from neuro_agmm.events.dvs_sim import DVSSimConfig
+        from neuro_agmm.data.dvs_sim import DVSSimConfig
         h = hashlib.sha1(json.dumps(asdict(DVSSimConfig(seed=sim_seed)), sort_keys=True).encode()).hexdigest()[:8]
         extra = f"_sim{sim_seed}-{h}"
     return Path(root) / name / "cache" / f"{name}_{cfg.key()}{extra}_v{CACHE_VERSION}.npz"

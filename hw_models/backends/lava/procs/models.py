@@ -1,4 +1,4 @@
-"""ProcessModels for ``hw_models.lava_procs.process``: ``fixed_pt`` (bit-accurate) and ``floating_pt``.
+"""ProcessModels for ``hw_models.backends.lava.procs.process``: ``fixed_pt`` (bit-accurate) and ``floating_pt``.
 
 The ``fixed_pt`` models do not re-implement the integer rules: they call
 ``hw_models.core_spec`` (``apply_weight_exp``, ``lif_step``) and ``hw_models.reference.conv2d_int``,
@@ -17,8 +17,8 @@ import os
 import numpy as np
 
 from hw_models import core_spec
-from hw_models.lava_procs.process import BinaryConv, BinaryDense, CoreLIF
-from hw_models.reference import conv2d, conv2d_int
+from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense, CoreLIF
+from hw_models.backends.reference import conv2d, conv2d_int
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort

@@ -60,7 +60,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from neuro_agmm.callbacks import Callback
+from neuro_agmm.training.callbacks import Callback
 
 WHERE = ("weight", "output", "layer")
 ALPHA = ("exp", "const", "linear")

@@ -335,7 +335,7 @@ def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None, sample_inp
         quants.append(q)
     net = IntegerNetwork(layers=int_layers, input_shape=tuple(int(x) for x in art.input_shape),
                          input_max=int(art.input_max),
-                         meta={"max_time_steps": t_bound, "source": "hw_models.quantizer",
+                         meta={"max_time_steps": t_bound, "source": "hw_models.mapping.quantizer",
                                "dataset": str(art.provenance.get("dataset", "")),
                                "input_scale": float(art.input_scale)})
     net.validate()
@@ -351,8 +351,8 @@ def fill_agreement(report: QuantReport, art: ModelArtifact, net: IntegerNetwork,
 
     ``traces`` may hold precomputed ``run_reference`` traces, one per sample; returns the traces used.
     """
-    from hw_models.reference import run_reference
-    from neuro_agmm.float_model import run_float
+    from hw_models.backends.reference import run_reference
+    from neuro_agmm.deploy.float_model import run_float
 
     x = np.asarray(inputs)
     ftr = run_float(art, x)

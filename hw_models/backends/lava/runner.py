@@ -50,7 +50,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork
-from hw_models.reference import RunTrace
+from hw_models.backends.reference import RunTrace
 
 SHM_DIR = Path("/dev/shm")
 ZOMBIE_GRACE_S = 10.0  # a worker gone this long while others still run means a failed process model
@@ -324,7 +324,7 @@ def _build(net: IntegerNetwork, data: np.ndarray, period: int, n_windows: int, r
             mon_u.probe(lif.u, data.shape[1])
             probes.append((sink, mon_v, mon_u))
         else:
-            from hw_models.lava_procs.process import BinaryConv, BinaryDense, CoreLIF
+            from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense, CoreLIF
 
             if layer.kind == "dense":
                 syn = BinaryDense(weights=layer.weight_mant, weight_exp=int(layer.weight_exp), num_message_bits=nmb,
@@ -417,7 +417,7 @@ def _ensure_lava() -> None:
             raise
         mp.context._default_context._actual_context = None  # type: ignore[attr-defined]
         import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
-    import hw_models.lava_procs.models  # noqa: F401
+    import hw_models.backends.lava.procs.models  # noqa: F401
     import lava.magma.core.run_configs  # noqa: F401
     import lava.proc.io.source  # noqa: F401
 

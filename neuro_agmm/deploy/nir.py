@@ -38,7 +38,7 @@ import nir
 import numpy as np
 
 from neuro_agmm.artifact import ModelArtifact
-from neuro_agmm.float_model import conv2d_float
+from neuro_agmm.deploy.float_model import conv2d_float
 
 DT = 1.0
 
@@ -89,7 +89,7 @@ def to_nir(art: ModelArtifact) -> nir.NIRGraph:
     nodes["output"] = nir.Output(output_type={"output": np.array(art.layers[-1].out_shape)})
     edges.append((prev, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges,
-                        metadata={"dt": DT, "producer": "neuro_agmm.nir_export",
+                        metadata={"dt": DT, "producer": "neuro_agmm.deploy.nir",
                                   "input": "integer graded-spike levels per step (input_scale folded into layer 0)",
                                   "prediction": "argmax of the last node's state after the last step"})
 

@@ -142,7 +142,7 @@ def import_netx(path: str | os.PathLike, input_max: int | None = None) -> Intege
 
     The last layer is marked ``readout`` if its threshold is ``VTH_MAX`` (what our export writes).
     """
-    from hw_models.quantizer import _split_bias
+    from hw_models.mapping.quantizer import _split_bias
 
     path = Path(path)
     with h5py.File(path, "r") as f:

@@ -1,0 +1,1 @@
+"""The Lava backend: our process models (``procs``) and the watchdog runner (``runner``)."""

@@ -1,0 +1,1 @@
+"""From an artifact to cores: quantizer, placer, the ``/hardware`` section, netx export/import."""

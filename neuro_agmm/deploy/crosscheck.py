@@ -1,0 +1,338 @@
+"""Spike-level fidelity report: Lava, Brian2 and the emulator against the integer reference.
+
+Why it exists: the project's claim is that three independent implementations of the
+Loihi-style integer semantics agree spike for spike and voltage for voltage. This module
+runs them on the same network and inputs and counts, per backend, layer and time step,
+every spike, voltage and current that differs from ``hw_models.reference.run_reference``
+(the goal is zero), checks that the energy counts derived from each backend's spike trains
+are identical, and — given an artifact — reports how closely the integer network follows
+the float model (per-layer spike agreement, output agreement) instead of hiding it.
+
+Lava runs one process graph per sample (``hw_models.lava_backend.run_lava``; seconds
+each), so ``lava_samples`` bounds how many samples Lava checks. What it leaves out:
+timing (see ``benchmarks/emulators.py``), Lava's floating-point models.
+
+CLI: ``python -m neuro_agmm.crosscheck ARTIFACT [--inputs X.npz] [--samples N]
+[--backends emulator,brian2,lava] [--out report.json]``; ``python -m neuro_agmm.map --to
+brian2 ARTIFACT`` calls ``run_brian2_cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from hw_models.integer_network import IntegerNetwork
+from hw_models.backends.reference import RunTrace, run_reference
+from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
+
+BACKENDS = ("emulator", "brian2", "lava")
+
+
+@dataclass
+class LayerMismatch:
+    """Mismatches of one backend in one layer, summed over the samples it ran."""
+
+    layer: str
+    entries: int  # samples x T x n compared
+    spikes: int
+    v: int
+    u: int
+    first: Optional[tuple[int, int, int]] = None  # (sample, t, neuron) of the first differing spike or voltage
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    samples: int
+    layers: list[LayerMismatch]
+    prediction_mismatches: int
+    counts_identical: bool  # SynOps/spikes/events/active updates equal to the reference's
+    seconds: float
+    note: str = ""
+
+    @property
+    def mismatches(self) -> int:
+        return int(sum(l.spikes + l.v + l.u for l in self.layers))
+
+
+@dataclass
+class FloatAgreement:
+    """Integer reference vs float model on the same inputs."""
+
+    samples: int
+    layer_spike_agreement: list[float]  # fraction of equal (sample, t, neuron) spike entries per spiking layer
+    layer_rate_float: list[float]
+    layer_rate_int: list[float]
+    output_agreement: float  # fraction of equal predictions
+
+
+@dataclass
+class CrosscheckResult:
+    n_samples: int
+    time_steps: int
+    backends: list[BackendResult]
+    float_agreement: Optional[FloatAgreement] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_mismatches(self) -> int:
+        return int(sum(b.mismatches + b.prediction_mismatches for b in self.backends))
+
+    def to_dict(self) -> dict:
+        d = {"n_samples": self.n_samples, "time_steps": self.time_steps, "total_mismatches": self.total_mismatches,
+             "backends": [asdict(b) | {"mismatches": b.mismatches} for b in self.backends],
+             "float_agreement": asdict(self.float_agreement) if self.float_agreement else None,
+             "notes": self.notes}
+        return d
+
+    def summary(self) -> str:
+        lines = [f"Crosscheck against hw_models.reference ({self.n_samples} samples, T={self.time_steps})",
+                 f"{'backend':10s} {'samples':>7s} {'layer':12s} {'entries':>9s} {'spikes':>7s} {'v':>7s} "
+                 f"{'u':>7s}  first mismatch (sample, t, neuron)"]
+        for b in self.backends:
+            for l in b.layers:
+                lines.append(f"{b.backend:10s} {b.samples:7d} {l.layer:12s} {l.entries:9d} {l.spikes:7d} {l.v:7d} "
+                             f"{l.u:7d}  {l.first if l.first else '-'}")
+            lines.append(f"{b.backend:10s} predictions differing: {b.prediction_mismatches}; energy counts "
+                         f"identical: {b.counts_identical}; {b.seconds:.2f} s" + (f"; {b.note}" if b.note else ""))
+        lines.append(f"TOTAL mismatches (spikes + v + u + predictions): {self.total_mismatches}")
+        if self.float_agreement:
+            fa = self.float_agreement
+            lines.append(f"float model vs integer network ({fa.samples} samples): output agreement "
+                         f"{fa.output_agreement:.3f}")
+            for k, (ag, rf, ri) in enumerate(zip(fa.layer_spike_agreement, fa.layer_rate_float, fa.layer_rate_int)):
+                lines.append(f"  layer {k}: spike agreement {ag:.4f}, firing rate float {rf:.4f} / int {ri:.4f}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        text = json.dumps(self.to_dict(), indent=2, default=_json_default)
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def network_from(artifact_or_net) -> tuple[IntegerNetwork, Optional[ModelArtifact]]:
+    """``IntegerNetwork`` from a network, a ``ModelArtifact`` or an artifact path (via ``hw_models.quantizer``)."""
+    if isinstance(artifact_or_net, IntegerNetwork):
+        return artifact_or_net, None
+    art = artifact_or_net
+    if isinstance(art, (str, os.PathLike)):
+        art = read_artifact(art)
+    if not isinstance(art, ModelArtifact):
+        raise TypeError(f"expected an IntegerNetwork, ModelArtifact or artifact path, got {type(artifact_or_net)}")
+    from hw_models.mapping.quantizer import quantize
+
+    net, _ = quantize(art)
+    return net, art
+
+
+def _compare(name: str, traces: Sequence[RunTrace], refs: Sequence[RunTrace], net: IntegerNetwork,
+             compare_uv: bool = True) -> list[LayerMismatch]:
+    out = []
+    for k, layer in enumerate(net.layers):
+        ms = LayerMismatch(layer=layer.name, entries=0, spikes=0, v=0, u=0)
+        for i, (tr, ref) in enumerate(zip(traces, refs)):
+            ds = tr.spikes[k] != ref.spikes[k]
+            dv = tr.v[k] != ref.v[k] if compare_uv else np.zeros_like(ds)
+            du = tr.u[k] != ref.u[k] if compare_uv else np.zeros_like(ds)
+            ms.entries += int(ds.size)
+            ms.spikes += int(ds.sum())
+            ms.v += int(dv.sum())
+            ms.u += int(du.sum())
+            bad = ds | dv | du
+            if ms.first is None and bad.any():
+                t, n = np.argwhere(bad)[0]
+                ms.first = (i, int(t), int(n))
+        out.append(ms)
+    return out
+
+
+def _counts_equal(net, inputs, traces, refs) -> bool:
+    from neuro_agmm.deploy.energy import activity_from_spikes
+
+    for x, tr, ref in zip(inputs, traces, refs):
+        if activity_from_spikes(net, x, tr.spikes).to_dict() != activity_from_spikes(net, x, ref.spikes).to_dict():
+            return False
+    return True
+
+
+def float_agreement(art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
+                    int_spikes: Sequence[np.ndarray], int_predictions: np.ndarray) -> FloatAgreement:
+    """Per-layer spike agreement and output agreement of the float model with the integer network.
+
+    ``int_spikes[k]`` ``(B, T, n)``; the readout layer (non-spiking) is compared by prediction only.
+    """
+    from neuro_agmm.deploy.float_model import run_float
+
+    ft = run_float(art, inputs)
+    ag, rf, ri = [], [], []
+    for k, layer in enumerate(net.layers):
+        if layer.readout:
+            continue
+        fs, is_ = ft.spikes[k], np.asarray(int_spikes[k])
+        ag.append(float((fs == is_).mean()))
+        rf.append(float(fs.mean()))
+        ri.append(float(is_.mean()))
+    return FloatAgreement(samples=int(inputs.shape[0]), layer_spike_agreement=ag, layer_rate_float=rf,
+                          layer_rate_int=ri,
+                          output_agreement=float((ft.predictions() == np.asarray(int_predictions)).mean()))
+
+
+def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BACKENDS, *,
+               brian2_target: str = "numpy", lava_samples: int = 2, lava_timeout: Optional[float] = None,
+               float_model: bool = True, progress: bool = False) -> CrosscheckResult:
+    """Run ``backends`` on ``inputs`` ``(N, T, *input_shape)`` (or one sample) and compare with the reference.
+
+    The emulator runs all N samples in one batch, Brian2 one run per sample, Lava the first
+    ``lava_samples`` samples (one Lava run each, under its watchdog). With an artifact, the
+    float model's agreement is added (``float_model=True``).
+    """
+    for b in backends:
+        if b not in BACKENDS:
+            raise ValueError(f"unknown backend {b!r}; choose from {BACKENDS}")
+    net, art = network_from(artifact_or_net)
+    x = np.asarray(inputs)
+    if x.ndim == len(net.input_shape) + 1:
+        x = x[None]
+    if x.ndim != len(net.input_shape) + 2:
+        raise ValueError(f"inputs have shape {x.shape}, expected (N, T, *{tuple(net.input_shape)})")
+    n = x.shape[0]
+    iterate = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        iterate = tqdm(iterate, desc="reference", leave=False)
+    refs = [run_reference(net, x[i]) for i in iterate]
+    ref_pred = np.array([r.prediction() for r in refs])
+    result = CrosscheckResult(n_samples=n, time_steps=int(x.shape[1]), backends=[])
+    for backend in backends:
+        t0 = time.perf_counter()
+        note = ""
+        if backend == "emulator":
+            from hw_models.backends.emulator import run_batch
+
+            bt = run_batch(net, x, record_v=True)
+            traces = [bt.sample(i) for i in range(n)]
+            preds = bt.predictions
+        elif backend == "brian2":
+            from hw_models.backends.brian2 import run_brian2
+
+            it = range(n)
+            if progress:
+                from tqdm import tqdm
+
+                it = tqdm(it, desc=f"brian2 ({brian2_target})", leave=False)
+            traces = [run_brian2(net, x[i], target=brian2_target) for i in it]
+            preds = np.array([t.prediction() for t in traces])
+            note = f"codegen target {brian2_target}"
+        else:
+            from hw_models.backends.lava.runner import run_lava
+
+            m = min(n, max(0, int(lava_samples)))
+            traces = [run_lava(net, x[i], timeout=lava_timeout) for i in range(m)]
+            preds = np.array([t.prediction() for t in traces], dtype=np.int64)
+            note = f"fixed_pt, first {m} of {n} samples"
+        m = len(traces)
+        seconds = time.perf_counter() - t0
+        result.backends.append(BackendResult(
+            backend=backend, samples=m, layers=_compare(backend, traces, refs[:m], net),
+            prediction_mismatches=int((np.asarray(preds)[:m] != ref_pred[:m]).sum()),
+            counts_identical=_counts_equal(net, x[:m], traces, refs[:m]), seconds=seconds, note=note))
+    if float_model and art is not None:
+        result.float_agreement = float_agreement(
+            art, net, x, [np.stack([r.spikes[k] for r in refs]) for k in range(len(net.layers))], ref_pred)
+    elif float_model:
+        result.notes.append("float model skipped: an IntegerNetwork was given, not an artifact")
+    return result
+
+
+# --- CLI ------------------------------------------------------------------------------------
+def _load_inputs(art: ModelArtifact, samples: int, inputs_file: Optional[str], data_root: str) -> np.ndarray:
+    from neuro_agmm.deploy.mapping import load_inputs
+
+    x, _ = load_inputs(art, samples, inputs_file=inputs_file, data_root=data_root)
+    if x is None:
+        raise ValueError("no inputs: pass --inputs FILE.npz or --samples N > 0")
+    return x
+
+
+def run_brian2_cli(args) -> int:
+    """``python -m neuro_agmm.map --to brian2 ARTIFACT``: Brian2 + emulator vs the reference; writes JSON.
+
+    Reads ``args.artifact``, ``args.samples``, ``args.inputs``, ``args.data_root``, ``args.out``,
+    ``args.no_progress`` and ``args.target`` (map's parser). Returns 0 when every spike and voltage
+    matches, 1 otherwise; raises ``ValueError``/``ArtifactError`` for user errors.
+    """
+    art = read_artifact(args.artifact)
+    samples = int(args.samples or 10)
+    x = _load_inputs(art, samples, args.inputs, args.data_root)
+    target = args.target
+    res = crosscheck(art, x, backends=("emulator", "brian2"), brian2_target=target,
+                     progress=not args.no_progress)
+    out = args.out
+    dest = Path(out) if out else Path(args.artifact).with_suffix(".brian2_check.json")
+    if dest.suffix != ".json":
+        dest = dest / "brian2_check.json"
+    res.write_json(dest)
+    print(res.summary())
+    print(f"wrote {dest}")
+    return 0 if res.total_mismatches == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m neuro_agmm.crosscheck", description=__doc__.split("\n\n")[0])
+    p.add_argument("artifact", help="model artifact (.h5)")
+    p.add_argument("--inputs", help="npz with x (N, T, *input_shape) integer levels (default: the artifact's dataset)")
+    p.add_argument("--samples", type=int, default=10, help="samples to check (default 10)")
+    p.add_argument("--data-root", default="datasets", help="dataset root (default: datasets)")
+    p.add_argument("--backends", default="emulator,brian2,lava", help="comma list of emulator,brian2,lava")
+    p.add_argument("--target", choices=("numpy", "cython"), default="numpy", help="Brian2 codegen target")
+    p.add_argument("--lava-samples", type=int, default=2, help="samples Lava checks (one Lava run each; default 2)")
+    p.add_argument("--timeout", type=float, default=None, help="watchdog seconds per Lava run")
+    p.add_argument("--out", default=None, help="JSON report path (default: ARTIFACT.crosscheck.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        bad = [b for b in backends if b not in BACKENDS]
+        if bad:
+            raise ValueError(f"unknown backend(s) {bad}; choose from {BACKENDS}")
+        art = read_artifact(args.artifact)
+        x = _load_inputs(art, args.samples, args.inputs, args.data_root)
+        res = crosscheck(art, x, backends=backends, brian2_target=args.target, lava_samples=args.lava_samples,
+                         lava_timeout=args.timeout, progress=not args.no_progress)
+    except (ArtifactError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # hw_models.lava_backend.LavaRunError: Lava failed or hung (watchdog)
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
+    dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".crosscheck.json")
+    res.write_json(dest)
+    print(res.summary())
+    print(f"wrote {dest}")
+    return 0 if res.total_mismatches == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Event-driven inference on event-camera streams: windows, steppers (one protocol), sources, results."""
