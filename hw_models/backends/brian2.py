@@ -38,9 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw_models import core_spec
-from hw_models.backends.emulator import LayerCounts, synapse_list
+from hw_models.results import LayerCounts
+from hw_models.geometry import synapse_list
 from hw_models.integer_network import IntegerNetwork
-from hw_models.backends.reference import RunTrace
+from hw_models.results import RunTrace
 
 TARGETS = ("numpy", "cython")
 _I32 = 1 << 31

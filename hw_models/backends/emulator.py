@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -50,7 +49,8 @@ import scipy.sparse as sp
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.backends.reference import RunTrace, conv_output_hw
+from hw_models.geometry import conv_geometry, conv_output_hw, synapse_list
+from hw_models.results import BatchTrace, LayerCounts, RunTrace
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
 # picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core
@@ -72,56 +72,6 @@ _F64_EXACT = 1 << 53
 _MAX = core_spec.MAX_UV
 _TRUNC_MASK = core_spec.DECAY_UNITY - 1
 _I32_MAX = (1 << 31) - 1
-
-
-# --- structure: synapse lists and fan-out ---------------------------------------------------
-def conv_geometry(layer: IntLayer) -> tuple[int, int, int, int]:
-    """``(H_out, W_out, kH, kW)`` of a conv layer (checks that ``out_shape`` agrees)."""
-    c, h, w = layer.in_shape
-    o, _, kh, kw = layer.weight_mant.shape
-    ho, wo = conv_output_hw(h, w, (kh, kw), layer.stride, layer.padding)
-    if tuple(layer.out_shape) != (o, ho, wo):
-        raise ValueError(f"layer {layer.name!r}: out_shape {layer.out_shape} but conv geometry gives {(o, ho, wo)}")
-    return ho, wo, kh, kw
-
-
-def synapse_list(layer: IntLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Explicit synapses ``(pre, post, w)`` of a layer (flat C-order indices, int64, weight mantissas).
-
-    Dense: all ``n_out * n_in`` pairs. Conv: one synapse per (input pixel, output neuron)
-    pair inside the kernel window, borders (padding) and stride respected; padded
-    positions have no synapse. The activation of output ``j`` is ``sum w * x[pre]`` over
-    its synapses, exactly ``reference.synaptic_activation`` before the weight exponent.
-    """
-    if layer.kind == "dense":
-        n_out, n_in = layer.weight_mant.shape
-        post, pre = np.meshgrid(np.arange(n_out), np.arange(n_in), indexing="ij")
-        return pre.ravel().astype(np.int64), post.ravel().astype(np.int64), \
-            np.asarray(layer.weight_mant).ravel().astype(np.int64)
-    if layer.kind != "conv":
-        raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
-    c, h, w = layer.in_shape
-    o = layer.weight_mant.shape[0]
-    ho, wo, kh, kw = conv_geometry(layer)
-    sh, sw = layer.stride
-    ph, pw = layer.padding
-    oo, cc, ii, jj, yy, xx = np.meshgrid(np.arange(o), np.arange(c), np.arange(kh), np.arange(kw),
-                                         np.arange(ho), np.arange(wo), indexing="ij")
-    iy = yy * sh - ph + ii
-    ix = xx * sw - pw + jj
-    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    pre = (cc * h + iy) * w + ix
-    post = (oo * ho + yy) * wo + xx
-    wv = np.asarray(layer.weight_mant)[oo, cc, ii, jj]
-    return pre[ok].astype(np.int64), post[ok].astype(np.int64), wv[ok].astype(np.int64)
-
-
-def fan_out(layer: IntLayer) -> np.ndarray:
-    """Number of synapses leaving each input neuron, ``(n_in,)`` int64 (borders and stride exact)."""
-    if layer.kind == "dense":
-        return np.full(layer.n_in, layer.n_out, np.int64)
-    pre, _, _ = synapse_list(layer)
-    return np.bincount(pre, minlength=layer.n_in).astype(np.int64)
 
 
 # --- the LIF update, vectorised (same rules as core_spec.lif_step, tested against it) -------
@@ -175,60 +125,6 @@ def lif_step_fast(u: np.ndarray, v: np.ndarray, a: np.ndarray, du: int, dv: int,
     spikes = v_new > vth64
     np.putmask(v_new, spikes, 0)
     return u_new, v_new, spikes
-
-
-# --- results ---------------------------------------------------------------------------------
-@dataclass
-class LayerCounts:
-    """Activity of one layer, per sample ``(B,)`` int64, summed over the steps run."""
-
-    input_events: np.ndarray  # nonzero input entries (graded values count once)
-    synops: np.ndarray  # input events x their fan-out
-    neuron_updates: np.ndarray  # n_out per step
-    spikes: np.ndarray  # output spikes
-
-    @classmethod
-    def zeros(cls, batch: int) -> "LayerCounts":
-        return cls(*(np.zeros(batch, np.int64) for _ in range(4)))
-
-    @classmethod
-    def of_rows(cls, rows: np.ndarray) -> "LayerCounts":
-        """Counts whose fields are views of the rows of ``rows`` ``(4, B)`` (in field order)."""
-        return cls(rows[0], rows[1], rows[2], rows[3])
-
-    def add(self, other: "LayerCounts") -> None:
-        for name in ("input_events", "synops", "neuron_updates", "spikes"):
-            getattr(self, name).__iadd__(getattr(other, name))
-
-    def total(self) -> dict[str, int]:
-        return {name: int(getattr(self, name).sum())
-                for name in ("input_events", "synops", "neuron_updates", "spikes")}
-
-
-@dataclass
-class BatchTrace:
-    """Result of a batched run in canonical time.
-
-    ``spikes[k]`` is ``(B, t, n_k)`` bool (a view of step-major storage, not C-contiguous);
-    ``v[k]``/``u[k]`` are ``(B, t, n_k)`` int32 when
-    recorded (``record_v=True``), else ``None``; ``final_v``/``final_u`` ``(B, n_k)`` int32 are
-    the states after the last step; ``predictions`` ``(B,)`` is the argmax of the last layer's
-    voltage after the last step; ``counts[k]`` the activity of layer ``k``.
-    """
-
-    spikes: list[np.ndarray]
-    v: Optional[list[np.ndarray]]
-    u: Optional[list[np.ndarray]]
-    final_v: list[np.ndarray]
-    final_u: list[np.ndarray]
-    predictions: np.ndarray
-    counts: list[LayerCounts]
-
-    def sample(self, b: int) -> RunTrace:
-        """One sample as a ``reference.RunTrace`` (needs ``record_v=True``)."""
-        if self.v is None or self.u is None:
-            raise ValueError("voltages were not recorded; run with record_v=True")
-        return RunTrace(spikes=[s[b] for s in self.spikes], v=[x[b] for x in self.v], u=[x[b] for x in self.u])
 
 
 # Layer structures derived from the weights alone (fan-out, bounds, converted weight matrices) are

@@ -7,63 +7,12 @@ against, not the path for batches (``hw_models.emulator`` is).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from hw_models import core_spec
+from hw_models.geometry import conv2d_int
 from hw_models.integer_network import IntegerNetwork, IntLayer
-
-
-@dataclass
-class RunTrace:
-    """Per-layer spikes ``(T, n_out)`` bool and voltages/currents ``(T, n_out)`` int32, canonical time."""
-
-    spikes: list[np.ndarray]
-    v: list[np.ndarray]
-    u: list[np.ndarray]
-
-    def prediction(self) -> int:
-        """``argmax`` of the last layer's voltage after the last step (lowest index wins ties)."""
-        return int(np.argmax(self.v[-1][-1]))
-
-
-def conv_output_hw(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
-                   padding: tuple[int, int]) -> tuple[int, int]:
-    """Output height and width of a 2-D cross-correlation (torch's ``conv2d`` arithmetic)."""
-    return ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
-
-
-def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-           dtype=np.int64) -> np.ndarray:
-    """Cross-correlation (torch's ``conv2d``) of ``x`` (C, H, W) or (B, C, H, W) with ``w`` (O, C, kH, kW).
-
-    Computed in ``dtype`` (int64 for the integer network, float for the float model);
-    returns (O, H', W') or (B, O, H', W').
-    """
-    batched = x.ndim == 4
-    xb = x if batched else x[None]
-    b, c, h, wd = xb.shape
-    o, c2, kh, kw = w.shape
-    if c != c2:
-        raise ValueError(f"conv input has {c} channels, weights expect {c2}")
-    ph, pw = padding
-    sh, sw = stride
-    xp = np.zeros((b, c, h + 2 * ph, wd + 2 * pw), dtype=dtype)
-    xp[:, :, ph:ph + h, pw:pw + wd] = xb
-    ho, wo = conv_output_hw(h, wd, (kh, kw), stride, padding)
-    out = np.zeros((b, o, ho, wo), dtype=dtype)
-    wc = w.astype(dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw]  # (B, C, ho, wo)
-            out += np.einsum("oc,bchw->bohw", wc[:, :, i, j], patch)
-    return out if batched else out[0]
-
-
-def conv2d_int(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
-    """Integer cross-correlation of ``x`` (C, H, W) with ``w`` (O, C, kH, kW); returns (O, H', W') int64."""
-    return conv2d(x, w, stride, padding, dtype=np.int64)
+from hw_models.results import RunTrace
 
 
 def synaptic_activation(layer: IntLayer, s_in: np.ndarray) -> np.ndarray:

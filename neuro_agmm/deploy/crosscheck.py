@@ -31,7 +31,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hw_models.integer_network import IntegerNetwork
-from hw_models.backends.reference import RunTrace, run_reference
+from hw_models.results import RunTrace
+from hw_models.backends.reference import run_reference
 from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
 
 BACKENDS = ("emulator", "brian2", "lava")

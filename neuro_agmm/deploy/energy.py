@@ -45,7 +45,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from hw_models import energy_figures as ef
-from hw_models.backends.emulator import BatchTrace, fan_out, run_batch, synapse_list
+from hw_models.results import BatchTrace
+from hw_models.geometry import fan_out, synapse_list
+from hw_models.backends.emulator import run_batch
 from hw_models.integer_network import IntegerNetwork
 
 SCENARIOS = ("bsnn_loihi", "bsnn_45nm", "snn_fp32_45nm", "ann_fp32_45nm", "ann_int8_45nm")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
-from hw_models.backends.reference import conv2d
+from hw_models.geometry import conv2d
 
 
 @dataclass

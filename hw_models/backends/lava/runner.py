@@ -50,7 +50,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork
-from hw_models.backends.reference import RunTrace
+from hw_models.results import RunTrace
 
 SHM_DIR = Path("/dev/shm")
 ZOMBIE_GRACE_S = 10.0  # a worker gone this long while others still run means a failed process model

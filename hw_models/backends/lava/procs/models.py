@@ -18,7 +18,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense, CoreLIF
-from hw_models.backends.reference import conv2d, conv2d_int
+from hw_models.geometry import conv2d, conv2d_int
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort

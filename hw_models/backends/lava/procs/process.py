@@ -11,7 +11,7 @@ import typing as ty
 import numpy as np
 
 from hw_models import core_spec
-from hw_models.backends.reference import conv_output_hw
+from hw_models.geometry import conv_output_hw
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from hw_models import geometry  # noqa: E402
 from hw_models import core_spec
 from hw_models.backends import emulator as em
 from hw_models.integer_network import IntegerNetwork, IntLayer
@@ -131,12 +132,12 @@ def test_counts_match_definition():
     net = em.random_network(rng, (1, 5, 5), (("conv", 2, 3, 2, 1), ("dense", 3)), vth_range=(1, 4))
     x = rng.integers(0, 4, (2, 4, 1, 5, 5))
     tr = em.run_batch(net, x)
-    fan = em.fan_out(net.layers[0])
+    fan = geometry.fan_out(net.layers[0])
     # 3x3 kernel, stride 2, padding 1 on 5x5 -> 3x3 outputs covering input rows -1..1, 1..3, 3..5:
     # rows 0, 2, 4 lie in one window, rows 1 and 3 in two; times 2 output channels
     f = fan.reshape(5, 5)
     assert (f[0, 0], f[2, 2], f[1, 1], f[1, 2], f[4, 3]) == (2, 2, 8, 4, 4)
-    assert fan.sum() == em.synapse_list(net.layers[0])[0].size
+    assert fan.sum() == geometry.synapse_list(net.layers[0])[0].size
     for b in range(2):
         ev = x[b].reshape(4, -1) != 0
         assert tr.counts[0].input_events[b] == ev.sum()
@@ -150,10 +151,10 @@ def test_synapse_list_reproduces_convolution():
     rng = np.random.default_rng(5)
     net = em.random_network(rng, (3, 7, 8), (("conv", 4, 3, 2, 2),))
     layer = net.layers[0]
-    pre, post, w = em.synapse_list(layer)
+    pre, post, w = geometry.synapse_list(layer)
     x = rng.integers(0, 5, layer.n_in)
     acc = np.bincount(post, weights=w * x[pre], minlength=layer.n_out).astype(np.int64)
-    from hw_models.backends.reference import conv2d_int
+    from hw_models.geometry import conv2d_int
     np.testing.assert_array_equal(acc, conv2d_int(x.reshape(layer.in_shape), layer.weight_mant,
                                                   layer.stride, layer.padding).reshape(-1))
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hw_models import geometry  # noqa: E402
 from hw_models import core_spec
 from hw_models.backends import emulator as em
 from hw_models.backends.brian2 import layer_update_code, run_brian2
@@ -37,7 +38,7 @@ def test_random_networks_match_reference_and_emulator_counts(seed, shape, layers
     for k in range(len(net.layers)):
         assert tr.counts[k].total() == emu.counts[k].total(), f"layer {k}"
         # Brian2's per-synapse counters: every synapse counted once per nonzero event of its source
-        pre, _, _ = em.synapse_list(net.layers[k])
+        pre, _, _ = geometry.synapse_list(net.layers[k])
         src = x.reshape(6, -1) if k == 0 else ref.spikes[k - 1]
         np.testing.assert_array_equal(tr.synops_per_synapse[k], (src != 0).sum(axis=0)[pre])
 

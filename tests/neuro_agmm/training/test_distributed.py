@@ -17,7 +17,7 @@ from neuro_agmm.artifact import read_artifact
 from neuro_agmm.training.distributed import (DistEnv, allreduce_gradients, check_in_sync, init_from_env, local_batch_size,
                                     shard_indices)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_shards_cover_the_epoch_once_with_equal_lengths():

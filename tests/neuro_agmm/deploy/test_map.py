@@ -15,7 +15,7 @@ from neuro_agmm.artifact import write_artifact
 from neuro_agmm.deploy.mapping import main, map_to_lava
 import random_nets
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.backends.reference import conv2d_int, run_reference
+from hw_models.geometry import conv2d_int
+from hw_models.backends.reference import run_reference
 
 
 def dense_layer(w, vth, dv=2048, du=4095, bias=0, exp=0, readout=False, bits=1):

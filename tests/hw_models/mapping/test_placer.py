@@ -8,7 +8,7 @@ import pytest
 from hw_models.core_limits import LOIHI1, CoreSpec, ChipSpec, get_chip
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.mapping.placer import PlacementError, place
-from hw_models.backends.reference import conv2d_int
+from hw_models.geometry import conv2d_int
 
 
 def dense(name, n_in, n_out, bits=1, readout=False):

@@ -17,7 +17,7 @@ from neuro_agmm.training.callbacks import Callback
 from neuro_agmm.training.checkpoint import load_checkpoint
 from neuro_agmm.training.loop import TrainConfig, TrainingDiverged, config_from_args, main, train
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = dict(dataset="digits", arch="mlp", hidden=[32, 32], epochs=2, batch_size=64, time_steps=2, limit_train=256,
             limit_test=120, progress=False, lr=3e-3)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hw_models import geometry  # noqa: E402
 from hw_models import energy_figures as ef
 from hw_models.backends import emulator as em
 from hw_models.backends.brian2 import run_brian2
@@ -61,7 +62,7 @@ def test_conv_fan_out_and_active_updates():
     assert act.layers[0].synops == 2 + 8
     assert act.layers[0].active_updates == 2 + 8
     assert act.layers[0].input_events == 2
-    assert act.layers[0].n_synapses == em.fan_out(net.layers[0]).sum()
+    assert act.layers[0].n_synapses == geometry.fan_out(net.layers[0]).sum()
 
 
 def test_counts_identical_across_emulator_brian2_reference():

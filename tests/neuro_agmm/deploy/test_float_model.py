@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from hw_models.backends.reference import conv2d_int
+from hw_models.geometry import conv2d_int
 from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact
 from neuro_agmm.deploy.float_model import accuracy, conv2d_float, predict, run_float
 import random_nets

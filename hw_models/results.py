@@ -1,0 +1,80 @@
+"""What every backend returns: per-layer traces and one activity-count type.
+
+``BatchTrace`` (``B`` samples) is the one result type of ``hw_models.backends.registry``;
+``RunTrace`` is one sample of it (``BatchTrace.sample``); ``LayerCounts`` is the activity of
+one layer per sample, the only count type that energy, report, crosscheck and infer consume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class RunTrace:
+    """Per-layer spikes ``(T, n_out)`` bool and voltages/currents ``(T, n_out)`` int32, canonical time."""
+
+    spikes: list[np.ndarray]
+    v: list[np.ndarray]
+    u: list[np.ndarray]
+
+    def prediction(self) -> int:
+        """``argmax`` of the last layer's voltage after the last step (lowest index wins ties)."""
+        return int(np.argmax(self.v[-1][-1]))
+
+
+
+@dataclass
+class LayerCounts:
+    """Activity of one layer, per sample ``(B,)`` int64, summed over the steps run."""
+
+    input_events: np.ndarray  # nonzero input entries (graded values count once)
+    synops: np.ndarray  # input events x their fan-out
+    neuron_updates: np.ndarray  # n_out per step
+    spikes: np.ndarray  # output spikes
+
+    @classmethod
+    def zeros(cls, batch: int) -> "LayerCounts":
+        return cls(*(np.zeros(batch, np.int64) for _ in range(4)))
+
+    @classmethod
+    def of_rows(cls, rows: np.ndarray) -> "LayerCounts":
+        """Counts whose fields are views of the rows of ``rows`` ``(4, B)`` (in field order)."""
+        return cls(rows[0], rows[1], rows[2], rows[3])
+
+    def add(self, other: "LayerCounts") -> None:
+        for name in ("input_events", "synops", "neuron_updates", "spikes"):
+            getattr(self, name).__iadd__(getattr(other, name))
+
+    def total(self) -> dict[str, int]:
+        return {name: int(getattr(self, name).sum())
+                for name in ("input_events", "synops", "neuron_updates", "spikes")}
+
+
+@dataclass
+class BatchTrace:
+    """Result of a batched run in canonical time.
+
+    ``spikes[k]`` is ``(B, t, n_k)`` bool (a view of step-major storage, not C-contiguous);
+    ``v[k]``/``u[k]`` are ``(B, t, n_k)`` int32 when
+    recorded (``record_v=True``), else ``None``; ``final_v``/``final_u`` ``(B, n_k)`` int32 are
+    the states after the last step; ``predictions`` ``(B,)`` is the argmax of the last layer's
+    voltage after the last step; ``counts[k]`` the activity of layer ``k``.
+    """
+
+    spikes: list[np.ndarray]
+    v: Optional[list[np.ndarray]]
+    u: Optional[list[np.ndarray]]
+    final_v: list[np.ndarray]
+    final_u: list[np.ndarray]
+    predictions: np.ndarray
+    counts: list[LayerCounts]
+
+    def sample(self, b: int) -> RunTrace:
+        """One sample as a ``reference.RunTrace`` (needs ``record_v=True``)."""
+        if self.v is None or self.u is None:
+            raise ValueError("voltages were not recorded; run with record_v=True")
+        return RunTrace(spikes=[s[b] for s in self.spikes], v=[x[b] for x in self.v], u=[x[b] for x in self.u])
