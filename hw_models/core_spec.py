@@ -34,6 +34,8 @@ so a delay is a pure time shift).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 # --- constants (AbstractPyLifModelFixed.__init__) -------------------------------------
@@ -54,6 +56,7 @@ BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1  # signed 13 bit
 BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7  # unsigned 3 bit
 WEIGHT_MANT_MIN, WEIGHT_MANT_MAX = -256, 255  # clip_weights(num_bits=8) in lava/utils/weightutils.py
 ACTIVATION_BITS = 32  # a_out / a_in are int32 after port summation
+INT32_MAX = (1 << 31) - 1
 
 
 def decay(x: np.ndarray, decay_const: int | np.ndarray) -> np.ndarray:
@@ -88,24 +91,93 @@ def effective_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
     return np.where(exp >= 0, np.left_shift(mant, np.maximum(exp, 0)), np.right_shift(mant, np.maximum(-exp, 0)))
 
 
-def lif_step(
-    u: np.ndarray,
-    v: np.ndarray,
-    activation: np.ndarray,
-    du: int,
-    dv: int,
-    bias: np.ndarray,
-    vth: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One bit-accurate LIF update. Returns ``(u, v, spikes)``; inputs are not modified.
+class CoreParams(NamedTuple):
+    """One layer's neuron registers as the core holds them (``IntLayer.core_params()``).
 
-    ``activation`` is the int32 synaptic input of this step (before the ``<< 6``),
-    ``bias`` the effective bias (``effective_bias``), ``vth`` the threshold mantissa
-    (per neuron or scalar). Works on any leading batch dimensions.
+    ``du``, ``dv``: 12-bit decays (per layer); ``bias``: the effective bias ``bias_mant << bias_exp``
+    (per neuron, ``effective_bias``); ``vth``: the threshold mantissa (per neuron or scalar).
     """
-    u_new = wrap24(decay(u, du + DU_OFFSET).astype(np.int64) + (activation.astype(np.int64) << ACT_SHIFT))
-    v_new = decay(v, dv + DV_OFFSET).astype(np.int64) + u_new + bias
-    v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1).astype(np.int32)
-    spikes = v_new > (np.asarray(vth, dtype=np.int64) << VTH_SHIFT)
-    v_new = np.where(spikes, 0, v_new).astype(np.int32)
-    return u_new, v_new, spikes
+
+    du: int
+    dv: int
+    bias: np.ndarray
+    vth: np.ndarray
+
+
+class CoreState(NamedTuple):
+    """Neuron state: ``u`` the 24-bit synaptic current, ``v`` the 24-bit voltage (int32 arrays)."""
+
+    u: np.ndarray
+    v: np.ndarray
+
+
+def current_decay_factor(du: int) -> int:
+    """``ku``: rule 2 multiplies ``u`` by ``ku / 4096``, ``ku = 4096 - (du + 1)`` (Lava's ``ds_offset``)."""
+    return DECAY_UNITY - (int(du) + DU_OFFSET)
+
+
+def voltage_decay_factor(dv: int) -> int:
+    """``kv``: rule 3 multiplies ``v`` by ``kv / 4096``, ``kv = 4096 - dv`` (Lava's ``dm_offset`` is 0)."""
+    return DECAY_UNITY - (int(dv) + DV_OFFSET)
+
+
+def scaled_threshold(vth: np.ndarray | int) -> np.ndarray:
+    """Rule 4's comparison value ``vth << 6`` (``PyLifModelBitAcc.scale_threshold``), int64."""
+    return np.asarray(vth, dtype=np.int64) << VTH_SHIFT
+
+
+def step(state: CoreState, activation: np.ndarray, params: CoreParams) -> tuple[np.ndarray, CoreState]:
+    """Rules 2-4 for one time step: returns ``(spikes, new_state)``; inputs are not modified.
+
+    ``activation`` is the int32 synaptic input of this step (rule 1's result, before the
+    ``<< 6``). Works on any leading batch dimensions. Every backend kernel implements this
+    function (the reference calls it; Lava's ``fixed_pt`` LIF calls it; the emulator and
+    Brian2 reproduce it from the constants above and are tested against it).
+    """
+    u = wrap24(decay(state.u, DECAY_UNITY - current_decay_factor(params.du)).astype(np.int64)
+               + (activation.astype(np.int64) << ACT_SHIFT))
+    v = decay(state.v, DECAY_UNITY - voltage_decay_factor(params.dv)).astype(np.int64) + u + params.bias
+    v = np.clip(v, -MAX_UV + 1, MAX_UV - 1).astype(np.int32)
+    spikes = v > scaled_threshold(params.vth)
+    v = np.where(spikes, 0, v).astype(np.int32)
+    return spikes, CoreState(u, v)
+
+
+class StepBound(NamedTuple):
+    """Magnitude bounds after one step, and whether the wrap (rule 2) or the clip (rule 3) may act."""
+
+    u: np.ndarray | int
+    v: np.ndarray | int
+    may_wrap: np.ndarray | bool
+    may_clip: np.ndarray | bool
+
+
+def step_bound(u_bnd, v_bnd, a_max, b_max, ku: int, kv: int) -> StepBound:
+    """Bounds on ``|u|``, ``|v|`` after one ``step`` from bounds before it, the activation bound ``a_max``
+    (before ``<< 6``) and the bias bound ``b_max``; Python ints or int64 arrays (per neuron).
+
+    The one overflow rule that both the quantizer (proving a network never wraps or clips) and the
+    emulator (skipping the wrap/clip passes when they cannot act) use. ``|trunc(x k / 4096)| <=
+    (|x| k) >> 12``. After a possible wrap ``|u|`` is only known to fit int32 (the wrap is computed
+    from the unwrapped value); after a possible clip ``|v| <= 2**23 - 1``.
+    """
+    u = ((u_bnd * ku) >> DECAY_SHIFT) + (a_max << ACT_SHIFT)
+    may_wrap = u > MAX_UV - 1
+    u = np.where(may_wrap, INT32_MAX + 1, u) if isinstance(u, np.ndarray) else (INT32_MAX + 1 if may_wrap else u)
+    v = ((v_bnd * kv) >> DECAY_SHIFT) + u + b_max
+    may_clip = v > MAX_UV - 1
+    v = np.where(may_clip, MAX_UV - 1, v) if isinstance(v, np.ndarray) else (MAX_UV - 1 if may_clip else v)
+    return StepBound(u, v, may_wrap, may_clip)
+
+
+def run_bounds(a_max, b_max, ku: int, kv: int, steps: int, u0=0, v0=0) -> list[StepBound]:
+    """``step_bound`` applied ``steps`` times from the state bounds ``u0``, ``v0``."""
+    out, u, v = [], u0, v0
+    for i in range(int(steps)):
+        b = step_bound(u, v, a_max, b_max, ku, kv)
+        out.append(b)
+        if np.array_equal(b.u, u) and np.array_equal(b.v, v):  # a fixed point: every later step is the same
+            out.extend([b] * (int(steps) - i - 1))
+            break
+        u, v = b.u, b.v
+    return out

@@ -65,6 +65,10 @@ class IntLayer:
         """Effective per-neuron bias (``bias_mant << bias_exp``)."""
         return core_spec.effective_bias(self.bias_mant, self.bias_exp)
 
+    def core_params(self) -> core_spec.CoreParams:
+        """The neuron registers as ``core_spec.step`` takes them."""
+        return core_spec.CoreParams(du=int(self.du), dv=int(self.dv), bias=self.bias, vth=np.asarray(self.vth))
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the layer and the value if a register cannot hold it."""
         def bad(msg: str) -> ValueError:

@@ -124,3 +124,11 @@ def artifact_inputs(rng: np.random.Generator, art: ModelArtifact, n: int, t_step
     t = t_steps or art.time_steps
     return rng.integers(0, art.input_max + 1, size=(n, t) + tuple(art.input_shape)).astype(np.int64)
 
+
+
+def lif_step(u, v, a, du, dv, bias, vth):
+    """``core_spec.step`` with positional registers, returning ``(u, v, spikes)`` (the tests' old shape)."""
+    from hw_models import core_spec
+    s, st = core_spec.step(core_spec.CoreState(np.asarray(u), np.asarray(v)), np.asarray(a),
+                           core_spec.CoreParams(int(du), int(dv), np.asarray(bias), np.asarray(vth)))
+    return st.u, st.v, s

@@ -65,7 +65,7 @@ def _trunc_div(expr: str, k: str) -> str:
 
 
 def layer_update_code() -> str:
-    """The ``core_spec`` step as Brian2 statements (before threshold and reset).
+    """``core_spec.step`` (rules 1-3; rule 4 is the group's threshold/reset) as Brian2 statements.
 
     Layer constants are shared variables, not literals, so every layer and every network
     generates the same code (the cython target compiles it once and caches it):
@@ -144,11 +144,11 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
                 "ku : integer (constant, shared)\nkv : integer (constant, shared)",
                 threshold="v > vth64", reset="v = 0", dt=dt, name=f"layer{k}")
             g.bias = layer.bias.astype(np.int64)
-            g.vth64 = np.asarray(layer.vth, np.int64) << core_spec.VTH_SHIFT
+            g.vth64 = core_spec.scaled_threshold(layer.vth)
             e = int(layer.weight_exp)
             g.wmul, g.wdiv = (1 << e, 1) if e >= 0 else (1, 1 << -e)
-            g.ku = core_spec.DECAY_UNITY - (layer.du + core_spec.DU_OFFSET)
-            g.kv = core_spec.DECAY_UNITY - (layer.dv + core_spec.DV_OFFSET)
+            g.ku = core_spec.current_decay_factor(layer.du)
+            g.kv = core_spec.voltage_decay_factor(layer.dv)
             pre, post, w = synapse_list(layer)
             s = b2.Synapses(prev, g, "w : integer (constant)\ncount : integer",
                             on_pre=("acc_post += w * g_pre" if graded else "acc_post += w") + "\ncount += 1",

@@ -71,10 +71,10 @@ _F64_EXACT = 1 << 53
 
 _MAX = core_spec.MAX_UV
 _TRUNC_MASK = core_spec.DECAY_UNITY - 1
-_I32_MAX = (1 << 31) - 1
+_I32_MAX = core_spec.INT32_MAX
 
 
-# --- the LIF update, vectorised (same rules as core_spec.lif_step, tested against it) -------
+# --- the LIF update, vectorised (core_spec.step, rules 2-4; tested against it) ---------------
 def _decay_trunc(x: np.ndarray, k: int) -> np.ndarray:
     """``trunc(x * k / 4096)`` for int64 ``x``, ``0 < k < 4096``; a pure shift when ``k`` is a power of two."""
     k = int(k)
@@ -94,7 +94,7 @@ def _decay_trunc(x: np.ndarray, k: int) -> np.ndarray:
 def lif_step_fast(u: np.ndarray, v: np.ndarray, a: np.ndarray, du: int, dv: int,
                   bias: np.ndarray, vth64: np.ndarray, check_u: bool = True,
                   check_v: bool = True, shifted: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``core_spec.lif_step`` on int64 state arrays, with the same int32 casts; returns ``(u, v, spikes)``.
+    """``core_spec.step`` (rules 2-4) on int64 state arrays, with the same int32 casts; returns ``(u, v, spikes)``.
 
     ``a`` is the int32 activation (int64 array holding int32 values), ``vth64 = vth << 6``.
     The wrap, int32 cast and clip are applied only when a value is out of range (checked
@@ -104,7 +104,7 @@ def lif_step_fast(u: np.ndarray, v: np.ndarray, a: np.ndarray, du: int, dv: int,
     means ``a`` already holds ``activation << 6`` (the caller shifted a whole chunk at once)
     and may be overwritten.
     """
-    ku = core_spec.DECAY_UNITY - (int(du) + core_spec.DU_OFFSET)
+    ku = core_spec.current_decay_factor(du)
     cur = a if shifted else a << core_spec.ACT_SHIFT  # shifted: ``a`` is a scratch slice, updated in place
     if ku:
         cur += _decay_trunc(u, ku)
@@ -113,7 +113,7 @@ def lif_step_fast(u: np.ndarray, v: np.ndarray, a: np.ndarray, du: int, dv: int,
         if cur.max() > _I32_MAX or cur.min() < -_I32_MAX - 1:
             cur = cur.astype(np.int32).astype(np.int64)  # core_spec casts the wrapped current to int32
     u_new = cur
-    kv = core_spec.DECAY_UNITY - (int(dv) + core_spec.DV_OFFSET)
+    kv = core_spec.voltage_decay_factor(dv)
     if kv == core_spec.DECAY_UNITY:
         v_new = v + u_new
     else:
@@ -177,12 +177,12 @@ class _LayerPlan:
         self.fan = self.struct["fan"]
         self.row_abs_sum = self.struct["row_abs_sum"]
         bias = np.asarray(layer.bias, np.int64).reshape(-1)
-        vth64 = np.broadcast_to(np.asarray(layer.vth, np.int64) << core_spec.VTH_SHIFT, (self.n_out,))
+        vth64 = np.broadcast_to(core_spec.scaled_threshold(layer.vth), (self.n_out,))
         self.bias = bias[:, None]  # (n_out, 1), broadcasts over the batch
         self.vth64 = np.ascontiguousarray(vth64)[:, None]
         self.b_max = int(np.abs(bias).max()) if bias.size else 0
-        self.ku = core_spec.DECAY_UNITY - (int(layer.du) + core_spec.DU_OFFSET)
-        self.kv = core_spec.DECAY_UNITY - (int(layer.dv) + core_spec.DV_OFFSET)
+        self.ku = core_spec.current_decay_factor(layer.du)
+        self.kv = core_spec.voltage_decay_factor(layer.dv)
         # the int32 LIF loop needs shift-only decays (no 36-bit products) and values that fit in int32
         v_max = int(np.abs(vth64).max(initial=0))
         self.int32_ok = (_is_pow2_or_zero(self.ku) and _is_pow2_or_zero(self.kv)
@@ -365,7 +365,7 @@ def _accumulate(plan: _LayerPlan, x: np.ndarray, sparse_threshold: Optional[floa
 
 def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int, b: int,
                            as_int32: bool = False) -> tuple[np.ndarray, int]:
-    """``core_spec.apply_weight_exp`` and the ``<< 6`` of ``lif_step``, into a step-major array.
+    """``core_spec.apply_weight_exp`` (rule 1) and the ``<< 6`` of rule 2, into a step-major array.
 
     ``acc`` ``(n_out, t*b)`` exact integer sums (float or int) -> ``(t, n_out, b)`` int64 holding
     ``int32(shift(acc, weight_exp)) << 6`` (one pass to convert and reorder, then in-place
@@ -461,22 +461,14 @@ def _lif_checks(u_bnd: int, v_bnd: int, a_max: int, plan: "_LayerPlan", t: int
     """Per step ``(check_u, check_v)``: whether the 24-bit wrap / the voltage clip could trigger; whether
     no step needs either; and the bounds on ``|u|``, ``|v|`` after the last step.
 
-    Python-int magnitude bounds from the state bounds ``u_bnd``, ``v_bnd``, the activation bound
-    ``a_max`` (before ``<< 6``) and the layer's decays and bias, step by step.
+    ``core_spec.run_bounds`` (the quantizer's overflow rule too) from the state bounds ``u_bnd``,
+    ``v_bnd``, the activation bound ``a_max`` (before ``<< 6``) and the layer's decays and bias.
     """
-    out = []
-    clean = True
-    for _ in range(t):
-        u_bnd = ((u_bnd * plan.ku) >> core_spec.DECAY_SHIFT) + (a_max << core_spec.ACT_SHIFT)
-        check_u = u_bnd >= _MAX
-        if check_u:
-            u_bnd = _I32_MAX + 1
-        v_bnd = ((v_bnd * plan.kv) >> core_spec.DECAY_SHIFT) + u_bnd + plan.b_max
-        check_v = v_bnd > _MAX - 1
-        if check_v:
-            v_bnd = _MAX - 1
-        out.append((check_u, check_v))
-        clean = clean and not (check_u or check_v)
+    bounds = core_spec.run_bounds(a_max, plan.b_max, plan.ku, plan.kv, t, u_bnd, v_bnd)
+    out = [(bool(b.may_wrap), bool(b.may_clip)) for b in bounds]
+    clean = not any(w or c for w, c in out)
+    if bounds:
+        u_bnd, v_bnd = bounds[-1].u, bounds[-1].v
     return out, clean, u_bnd, v_bnd
 
 

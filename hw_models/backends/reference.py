@@ -35,16 +35,15 @@ def run_reference(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:
     spikes, volts, currents = [], [], []
     layer_in = inputs.reshape(t_steps, -1).astype(np.int64)
     for layer in net.layers:
-        u = np.zeros(layer.n_out, np.int32)
-        v = np.zeros(layer.n_out, np.int32)
-        bias = layer.bias
+        state = core_spec.CoreState(np.zeros(layer.n_out, np.int32), np.zeros(layer.n_out, np.int32))
+        params = layer.core_params()
         s_rec = np.zeros((t_steps, layer.n_out), bool)
         v_rec = np.zeros((t_steps, layer.n_out), np.int32)
         u_rec = np.zeros((t_steps, layer.n_out), np.int32)
         for t in range(t_steps):
             a = synaptic_activation(layer, layer_in[t])
-            u, v, s = core_spec.lif_step(u, v, a, layer.du, layer.dv, bias, layer.vth)
-            s_rec[t], v_rec[t], u_rec[t] = s, v, u
+            s, state = core_spec.step(state, a, params)  # rules 2-4
+            s_rec[t], v_rec[t], u_rec[t] = s, state.v, state.u
         spikes.append(s_rec)
         volts.append(v_rec)
         currents.append(u_rec)

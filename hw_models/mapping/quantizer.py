@@ -31,10 +31,11 @@ Choosing ``k`` (the weight exponent): the largest integer (precision grows with 
 such that, for ANY input with values in ``[0, input_max]`` (first layer) or ``{0, 1}``
 (spikes) and any run of up to ``time_steps`` steps:
 
-1. ``|z| * 2**k << 6 <= 2**23 - 1`` with ``|z|`` bounded by the sum of the positive (or of
-   the negative) weights times the largest input — the 24-bit current never wraps;
-2. the negative voltage never reaches the clip ``-(2**23 - 1)``: per-step negative drive
-   times ``min(T, 4096 / dv)`` (a geometric bound; ``T`` when ``dv = 0``) fits;
+1. ``ceil(|z| * 2**k) << 6 <= 2**23 - 1`` with ``|z|`` bounded by the sum of the positive (or
+   of the negative) weights times the largest input — the 24-bit current never wraps;
+2. the negative voltage never reaches the clip ``-(2**23 - 1)``: ``core_spec.run_bounds`` (the
+   same step-by-step rule the emulator uses to skip its wrap/clip passes) over ``T`` steps of
+   the negative drive and negative bias;
 3. readout only: the same bound on the positive side stays ``<= VTH_MAX << 6`` (no spike);
 4. ``vth <= VTH_MAX`` and every bias fits ``mant << exp`` with 13-bit mant and exp <= 7.
 
@@ -166,9 +167,22 @@ def _drive_bounds(mant: np.ndarray, kind: str, n_out: int, in_max: int) -> tuple
     return pos * in_max, neg * in_max
 
 
-def _gain(dv: int, time_steps: int) -> float:
-    """Bound on ``sum_i (1 - dv/4096)**i`` over a run of ``time_steps`` steps."""
-    return float(time_steps) if dv == 0 else min(float(time_steps), core_spec.DECAY_UNITY / dv)
+def _run_bound(z_max: np.ndarray, scale_k: float, b_max: np.ndarray, dv: int, time_steps: int
+               ) -> tuple[int, int, bool]:
+    """``core_spec.run_bounds`` for one side (positive or negative) of a layer's drive, per neuron.
+
+    ``z_max`` bounds that side of ``z = W s``; the activation after the weight exponent is at most
+    ``ceil(z_max * 2**k)`` in magnitude (rule 1 floors). Returns the bound on ``|u|`` (first step;
+    ``du = 4095`` clears ``u`` every step), on ``|v|`` after ``time_steps`` steps, and whether the wrap
+    or the clip could act in any step.
+    """
+    if not z_max.size:
+        return 0, 0, False
+    a_max = np.ceil(z_max * scale_k).astype(np.int64)
+    bounds = core_spec.run_bounds(a_max, b_max.astype(np.int64), core_spec.current_decay_factor(core_spec.DECAY_MAX),
+                                  core_spec.voltage_decay_factor(dv), time_steps)
+    unsafe = any(bool(np.any(b.may_wrap)) or bool(np.any(b.may_clip)) for b in bounds)
+    return int(np.max(bounds[0].u)), int(np.max(bounds[-1].v)), unsafe
 
 
 def _check_finite(layer: LayerSpec) -> None:
@@ -243,12 +257,11 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
         mag = np.full(n_out, A)
 
     pos_z, neg_z = _drive_bounds(mant, layer.kind, n_out, in_max)
-    gain = _gain(dv, time_steps)
     thr = float(layer.threshold)
     reasons: list[str] = []
     for k in K_RANGE:
         scale_k = 2.0 ** k
-        u_bound = int(np.max(np.maximum(pos_z, neg_z))) * scale_k * 64 if n_out else 0
+        u_bound = int(np.ceil(np.max(np.maximum(pos_z, neg_z), initial=0) * scale_k)) << core_spec.ACT_SHIFT
         if u_bound > U_LIMIT:
             reasons.append(f"current |u| bound {u_bound:.0f} > {U_LIMIT}")
             continue
@@ -260,10 +273,8 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             continue
         bias_mant, bias_exp = _split_bias(bias_int)
         bias_eff = core_spec.effective_bias(bias_mant, bias_exp).astype(np.int64)
-        drive_pos = pos_z * scale_k * 64 + np.clip(bias_eff, 0, None)
-        drive_neg = neg_z * scale_k * 64 + np.clip(-bias_eff, 0, None)
-        v_neg = float(np.max(drive_neg)) * gain if n_out else 0.0
-        if v_neg > V_LIMIT:
+        _, v_neg, unsafe = _run_bound(neg_z, scale_k, np.clip(-bias_eff, 0, None), dv, time_steps)
+        if unsafe or v_neg > V_LIMIT:
             reasons.append(f"negative voltage bound {v_neg:.0f} > {V_LIMIT}")
             continue
         if layer.spiking:
@@ -272,12 +283,12 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             if np.any(vth > core_spec.VTH_MAX):
                 reasons.append(f"vth {vth.max():.0f} > VTH_MAX {core_spec.VTH_MAX}")
                 continue
-            v_pos = 0.0
+            v_pos = 0
             vth_err = float(np.max(np.abs(vth - vth_exact) / vth_exact)) if n_out else 0.0
             thr_units = vth_exact * 64
         else:
-            v_pos = float(np.max(drive_pos)) * gain if n_out else 0.0
-            if v_pos > READOUT_LIMIT:
+            _, v_pos, unsafe = _run_bound(pos_z, scale_k, np.clip(bias_eff, 0, None), dv, time_steps)
+            if unsafe or v_pos > READOUT_LIMIT:
                 reasons.append(f"readout voltage bound {v_pos:.0f} > VTH_MAX<<6 = {READOUT_LIMIT}")
                 continue
             vth = np.full(n_out, core_spec.VTH_MAX)
@@ -307,13 +318,11 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
                      f"at the smallest: {reasons[-1]}")
 
 
-def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None, sample_inputs: Optional[np.ndarray] = None,
-             sample_labels: Optional[np.ndarray] = None) -> tuple[IntegerNetwork, QuantReport]:
+def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None) -> tuple[IntegerNetwork, QuantReport]:
     """Fold ``art`` into an ``IntegerNetwork`` (see the module docstring for the rule).
 
     ``time_steps`` (default ``art.time_steps``) bounds the run length the overflow
-    guarantees cover. With ``sample_inputs`` ``(B, T, *input_shape)`` integer levels the
-    report also holds float-vs-integer agreement (and accuracies with ``sample_labels``).
+    guarantees cover. Float-vs-integer agreement is measured by ``neuro_agmm.deploy.fidelity``.
     """
     if not art.layers:
         raise ValueError("artifact has no layers")
@@ -340,37 +349,4 @@ def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None, sample_inp
                                "input_scale": float(art.input_scale)})
     net.validate()
     report = QuantReport(layers=quants, time_steps=t_bound, input_max=int(art.input_max))
-    if sample_inputs is not None and len(sample_inputs):
-        fill_agreement(report, art, net, sample_inputs, sample_labels)
     return net, report
-
-
-def fill_agreement(report: QuantReport, art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
-                   labels: Optional[np.ndarray] = None, traces: Optional[list] = None) -> list:
-    """Compare float model and integer reference on ``inputs`` (B, T, ...); store the figures in ``report``.
-
-    ``traces`` may hold precomputed ``run_reference`` traces, one per sample; returns the traces used.
-    """
-    from hw_models.backends.reference import run_reference
-    from neuro_agmm.deploy.float_model import run_float
-
-    x = np.asarray(inputs)
-    ftr = run_float(art, x)
-    n_spiking = sum(1 for l in net.layers if not l.readout)
-    agree = np.zeros(n_spiking)
-    int_pred = np.zeros(len(x), np.int64)
-    traces = list(traces) if traces is not None else [run_reference(net, x[b]) for b in range(len(x))]
-    for b in range(len(x)):
-        tr = traces[b]
-        int_pred[b] = tr.prediction()
-        for li in range(n_spiking):
-            agree[li] += np.mean(tr.spikes[li] == ftr.spikes[li][b])
-    report.n_samples = int(len(x))
-    report.spike_agreement = [float(a / len(x)) for a in agree]
-    f_pred = ftr.predictions()
-    report.prediction_agreement = float(np.mean(f_pred == int_pred))
-    if labels is not None:
-        labels = np.asarray(labels)
-        report.float_accuracy = float(np.mean(f_pred == labels))
-        report.int_accuracy = float(np.mean(int_pred == labels))
-    return traces

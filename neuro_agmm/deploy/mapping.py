@@ -182,7 +182,8 @@ def map_to_lava(artifact_path: str | os.PathLike, n_samples: int = 100, *, input
     from hw_models.mapping.hardware_section import save_hardware
     from hw_models.backends.lava.runner import run_lava_batch
     from hw_models.mapping.placer import place
-    from hw_models.mapping.quantizer import fill_agreement, quantize
+    from hw_models.mapping.quantizer import quantize
+    from neuro_agmm.deploy.fidelity import fill_agreement
     from hw_models.backends.reference import run_reference
     from neuro_agmm.deploy.float_model import predict
 

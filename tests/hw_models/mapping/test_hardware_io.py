@@ -6,6 +6,7 @@ import pytest
 
 from hw_models.mapping.hardware_section import load_hardware, save_hardware
 from hw_models.mapping.placer import place
+from neuro_agmm.deploy.fidelity import fill_agreement  # noqa: E402
 from hw_models.mapping.quantizer import quantize
 from hw_models.backends.reference import run_reference
 from random_nets import artifact_inputs, random_artifact
@@ -17,7 +18,8 @@ def mapped(tmp_path):
     rng = np.random.default_rng(0)
     art = random_artifact(rng, kind="conv", hidden=(3, 4))
     path = write_artifact(art, tmp_path / "m.h5")
-    net, rep = quantize(art, sample_inputs=artifact_inputs(rng, art, 5))
+    net, rep = quantize(art)
+    fill_agreement(rep, art, net, artifact_inputs(rng, art, 5))
     pl = place(net, "loihi1")
     save_hardware(path, net, pl, rep)
     return path, art, net, pl, rep

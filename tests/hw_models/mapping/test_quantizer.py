@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hw_models import core_spec
+from neuro_agmm.deploy.fidelity import fill_agreement  # noqa: E402
 from hw_models.mapping.quantizer import quantize
 from hw_models.backends.reference import run_reference
 from random_nets import artifact_inputs, random_artifact
@@ -69,7 +70,8 @@ def test_float_and_integer_agree(kind, kw):
     rng = np.random.default_rng(3)
     art = random_artifact(rng, kind=kind, **kw)
     x = artifact_inputs(rng, art, 40)
-    net, rep = quantize(art, sample_inputs=x, sample_labels=rng.integers(0, 4, 40))
+    net, rep = quantize(art)
+    fill_agreement(rep, art, net, x, rng.integers(0, 4, 40))
     assert all(a >= 0.995 for a in rep.spike_agreement), rep.summary()
     assert rep.prediction_agreement >= 0.95
     assert all(l.vth_rel_err_max < 1e-3 for l in rep.layers if not l.readout)

@@ -1,7 +1,7 @@
 """ProcessModels for ``hw_models.backends.lava.procs.process``: ``fixed_pt`` (bit-accurate) and ``floating_pt``.
 
 The ``fixed_pt`` models do not re-implement the integer rules: they call
-``hw_models.core_spec`` (``apply_weight_exp``, ``lif_step``) and ``hw_models.reference.conv2d_int``,
+``hw_models.core_spec`` (``apply_weight_exp``, ``step``) and ``hw_models.geometry.conv2d_int``,
 so Lava runs the very same arithmetic as the reference. The ``floating_pt`` models read
 the same integer registers as real numbers (no truncation, wrap or clip), for quick
 what-if runs; they are not bit-accurate.
@@ -139,7 +139,7 @@ class _CoreLifBase(PyLoihiProcessModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyCoreLifFixed(_CoreLifBase):
-    """Bit-accurate: one ``core_spec.lif_step`` per Lava time step."""
+    """Bit-accurate: one ``core_spec.step`` (rules 2-4) per Lava time step."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
@@ -163,7 +163,8 @@ class PyCoreLifFixed(_CoreLifBase):
             self.u[:] = 0
             self.v[:] = 0
         bias = core_spec.effective_bias(self.bias_mant, self.bias_exp)
-        u, v, s = core_spec.lif_step(self.u, self.v, a_in, int(self.du.item()), int(self.dv.item()), bias, self.vth)
+        params = core_spec.CoreParams(int(self.du.item()), int(self.dv.item()), bias, self.vth)
+        s, (u, v) = core_spec.step(core_spec.CoreState(self.u, self.v), a_in, params)
         self.u[:] = u
         self.v[:] = v
         if inside:
@@ -199,8 +200,8 @@ class PyCoreLifFloat(_CoreLifBase):
             self.u[:] = 0
             self.v[:] = 0
         unity = float(core_spec.DECAY_UNITY)
-        self.u[:] = self.u * (1 - (self.du.item() + core_spec.DU_OFFSET) / unity) + a_in * 2.0 ** core_spec.ACT_SHIFT
-        self.v[:] = (self.v * (1 - self.dv.item() / unity) + self.u + self.bias_mant * 2.0 ** self.bias_exp)
+        self.u[:] = self.u * (core_spec.current_decay_factor(self.du.item()) / unity) + a_in * 2.0 ** core_spec.ACT_SHIFT
+        self.v[:] = (self.v * (core_spec.voltage_decay_factor(self.dv.item()) / unity) + self.u + self.bias_mant * 2.0 ** self.bias_exp)
         s = self.v > self.vth * 2.0 ** core_spec.VTH_SHIFT
         self.v[s] = 0
         if inside:
