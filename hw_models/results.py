@@ -8,9 +8,12 @@ one layer per sample, the only count type that energy, report, crosscheck and in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hw_models.integer_network import IntegerNetwork
 
 
 @dataclass
@@ -58,18 +61,19 @@ class LayerCounts:
 class BatchTrace:
     """Result of a batched run in canonical time.
 
-    ``spikes[k]`` is ``(B, t, n_k)`` bool (a view of step-major storage, not C-contiguous);
-    ``v[k]``/``u[k]`` are ``(B, t, n_k)`` int32 when
-    recorded (``record_v=True``), else ``None``; ``final_v``/``final_u`` ``(B, n_k)`` int32 are
-    the states after the last step; ``predictions`` ``(B,)`` is the argmax of the last layer's
-    voltage after the last step; ``counts[k]`` the activity of layer ``k``.
+    ``spikes[k]`` is ``(B, t, n_k)`` bool (the emulator's is a view of step-major storage, not
+    C-contiguous); ``v[k]``/``u[k]`` are ``(B, t, n_k)`` int32 when recorded (``record=True``), else
+    ``None``; ``final_v``/``final_u`` ``(B, n_k)`` int32 are the states after the last step;
+    ``predictions`` ``(B,)`` is the argmax of the last layer's voltage after the last step;
+    ``counts[k]`` the activity of layer ``k``. Lava's unrecorded batch mode has no ``spikes``, no
+    ``final_u`` and only the readout's ``final_v`` (the others ``None``): it is what one Lava job yields.
     """
 
-    spikes: list[np.ndarray]
+    spikes: Optional[list[np.ndarray]]
     v: Optional[list[np.ndarray]]
     u: Optional[list[np.ndarray]]
-    final_v: list[np.ndarray]
-    final_u: list[np.ndarray]
+    final_v: list[Optional[np.ndarray]]
+    final_u: Optional[list[np.ndarray]]
     predictions: np.ndarray
     counts: list[LayerCounts]
 
@@ -78,3 +82,38 @@ class BatchTrace:
         if self.v is None or self.u is None:
             raise ValueError("voltages were not recorded; run with record_v=True")
         return RunTrace(spikes=[s[b] for s in self.spikes], v=[x[b] for x in self.v], u=[x[b] for x in self.u])
+
+
+def stack_traces(traces: Sequence[RunTrace], counts: list[LayerCounts]) -> BatchTrace:
+    """``B`` one-sample traces as one ``BatchTrace`` (what per-sample backends return)."""
+    n_layers = len(traces[0].spikes)
+    spikes = [np.stack([tr.spikes[k] for tr in traces]) for k in range(n_layers)]
+    v = [np.stack([tr.v[k] for tr in traces]) for k in range(n_layers)]
+    u = [np.stack([tr.u[k] for tr in traces]) for k in range(n_layers)]
+    return BatchTrace(spikes=spikes, v=v, u=u, final_v=[x[:, -1] for x in v], final_u=[x[:, -1] for x in u],
+                      predictions=np.argmax(v[-1][:, -1], axis=1), counts=counts)
+
+
+def counts_from_spike_counts(net: "IntegerNetwork", inputs: np.ndarray,
+                             per_neuron: Sequence[np.ndarray]) -> list[LayerCounts]:
+    """``LayerCounts`` per layer from each layer's spikes per neuron and sample, ``per_neuron[k]`` ``(B, n_k)``.
+
+    ``inputs`` ``(B, T, *input_shape)``; SynOps follow ``geometry.fan_out`` (one per synapse and input event).
+    """
+    from hw_models.geometry import fan_out
+
+    x = np.asarray(inputs)
+    b, t = x.shape[:2]
+    ev_in = (x.reshape(b, t, -1) != 0).sum(axis=1).astype(np.int64)  # (B, n_in) events per input neuron
+    out = []
+    for k, layer in enumerate(net.layers):
+        s = np.asarray(per_neuron[k], np.int64).reshape(b, -1)
+        out.append(LayerCounts(input_events=ev_in.sum(axis=1), synops=ev_in @ fan_out(layer),
+                               neuron_updates=np.full(b, t * layer.n_out, np.int64), spikes=s.sum(axis=1)))
+        ev_in = s
+    return out
+
+
+def counts_from_spikes(net: "IntegerNetwork", inputs: np.ndarray, spikes: Sequence[np.ndarray]) -> list[LayerCounts]:
+    """``LayerCounts`` from spike trains ``spikes[k]`` ``(B, T, n_k)``."""
+    return counts_from_spike_counts(net, inputs, [np.asarray(s).sum(axis=1) for s in spikes])

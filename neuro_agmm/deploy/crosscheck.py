@@ -31,11 +31,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hw_models.integer_network import IntegerNetwork
-from hw_models.results import RunTrace
-from hw_models.backends.reference import run_reference
+from hw_models.backends import registry
+from hw_models.results import LayerCounts, RunTrace
 from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
 
-BACKENDS = ("emulator", "brian2", "lava")
+BACKENDS = ("emulator", "brian2", "lava")  # the default comparison set; any registry name works
 
 
 @dataclass
@@ -164,13 +164,10 @@ def _compare(name: str, traces: Sequence[RunTrace], refs: Sequence[RunTrace], ne
     return out
 
 
-def _counts_equal(net, inputs, traces, refs) -> bool:
-    from neuro_agmm.deploy.energy import activity_from_spikes
-
-    for x, tr, ref in zip(inputs, traces, refs):
-        if activity_from_spikes(net, x, tr.spikes).to_dict() != activity_from_spikes(net, x, ref.spikes).to_dict():
-            return False
-    return True
+def _counts_equal(counts: Sequence[LayerCounts], ref: Sequence[LayerCounts], m: int) -> bool:
+    """The backend's own activity counters equal the reference's, sample by sample (first ``m``)."""
+    fields = ("input_events", "synops", "neuron_updates", "spikes")
+    return all(np.array_equal(getattr(c, f)[:m], getattr(r, f)[:m]) for c, r in zip(counts, ref) for f in fields)
 
 
 def float_agreement(art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
@@ -205,8 +202,7 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     float model's agreement is added (``float_model=True``).
     """
     for b in backends:
-        if b not in BACKENDS:
-            raise ValueError(f"unknown backend {b!r}; choose from {BACKENDS}")
+        registry.get(b)  # unknown names fail before any work
     net, art = network_from(artifact_or_net)
     x = np.asarray(inputs)
     if x.ndim == len(net.input_shape) + 1:
@@ -214,47 +210,24 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     if x.ndim != len(net.input_shape) + 2:
         raise ValueError(f"inputs have shape {x.shape}, expected (N, T, *{tuple(net.input_shape)})")
     n = x.shape[0]
-    iterate = range(n)
-    if progress:
-        from tqdm import tqdm
-
-        iterate = tqdm(iterate, desc="reference", leave=False)
-    refs = [run_reference(net, x[i]) for i in iterate]
-    ref_pred = np.array([r.prediction() for r in refs])
+    ref_bt = registry.run("reference", net, x, record=True)
+    refs = [ref_bt.sample(i) for i in range(n)]
+    ref_pred = ref_bt.predictions
     result = CrosscheckResult(n_samples=n, time_steps=int(x.shape[1]), backends=[])
+    options = {"brian2": {"target": brian2_target}, "lava": {"timeout": lava_timeout}}
     for backend in backends:
         t0 = time.perf_counter()
-        note = ""
-        if backend == "emulator":
-            from hw_models.backends.emulator import run_batch
-
-            bt = run_batch(net, x, record_v=True)
-            traces = [bt.sample(i) for i in range(n)]
-            preds = bt.predictions
-        elif backend == "brian2":
-            from hw_models.backends.brian2 import run_brian2
-
-            it = range(n)
-            if progress:
-                from tqdm import tqdm
-
-                it = tqdm(it, desc=f"brian2 ({brian2_target})", leave=False)
-            traces = [run_brian2(net, x[i], target=brian2_target) for i in it]
-            preds = np.array([t.prediction() for t in traces])
-            note = f"codegen target {brian2_target}"
-        else:
-            from hw_models.backends.lava.runner import run_lava
-
-            m = min(n, max(0, int(lava_samples)))
-            traces = [run_lava(net, x[i], timeout=lava_timeout) for i in range(m)]
-            preds = np.array([t.prediction() for t in traces], dtype=np.int64)
-            note = f"fixed_pt, first {m} of {n} samples"
+        m = min(n, max(0, int(lava_samples))) if backend == "lava" else n  # Lava: one watchdog job per sample
+        bt = registry.run(backend, net, x[:m], record=True, **options.get(backend, {}))
+        traces = [bt.sample(i) for i in range(m)]
+        preds = bt.predictions
+        note = {"brian2": f"codegen target {brian2_target}", "lava": f"fixed_pt, first {m} of {n} samples"}.get(backend, "")
         m = len(traces)
         seconds = time.perf_counter() - t0
         result.backends.append(BackendResult(
             backend=backend, samples=m, layers=_compare(backend, traces, refs[:m], net),
             prediction_mismatches=int((np.asarray(preds)[:m] != ref_pred[:m]).sum()),
-            counts_identical=_counts_equal(net, x[:m], traces, refs[:m]), seconds=seconds, note=note))
+            counts_identical=_counts_equal(bt.counts, ref_bt.counts, m), seconds=seconds, note=note))
     if float_model and art is not None:
         result.float_agreement = float_agreement(
             art, net, x, [np.stack([r.spikes[k] for r in refs]) for k in range(len(net.layers))], ref_pred)
