@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from neuro_agmm import cli
 from neuro_agmm.artifact import atomic_write, read_artifact
 
 
@@ -31,7 +32,8 @@ def run_demo(out: Path, epochs: int = 40, lava_samples: int = 360, crosscheck_sa
     """Run the four stages; return a dict of the headline numbers (also written to ``summary.json``)."""
     from neuro_agmm.deploy.crosscheck import crosscheck
     from neuro_agmm.streaming.run import infer
-    from neuro_agmm.deploy.mapping import load_inputs, map_to_lava
+    from neuro_agmm.data.inputs import load_inputs
+    from neuro_agmm.deploy.mapping import map_to_lava
     from neuro_agmm.deploy.energy_report import energy_report
     from neuro_agmm.training.loop import TrainConfig, train
 
@@ -92,7 +94,8 @@ def _jsonable(o):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m neuro_agmm.demo", description=__doc__.split("\n\n")[0])
+    p = cli.parser("demo", __doc__.split("\n\n")[0].strip(),
+                   ["python -m neuro_agmm.demo", "python -m neuro_agmm.demo --out /tmp/demo --epochs 5 --lava-samples 20"])
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs on digits (default: 40)")
     p.add_argument("--dvs-epochs", type=int, default=15, help="training epochs on digits-dvs (default: 15)")
@@ -100,16 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test samples run in Lava (default: 360, the whole digits test split)")
     p.add_argument("--crosscheck-samples", type=int, default=20,
                    help="samples compared spike for spike across backends (default: 20)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cli.add_progress(p)
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _job(args: argparse.Namespace) -> int:
     run_demo(Path(args.out), epochs=args.epochs, lava_samples=args.lava_samples,
              crosscheck_samples=args.crosscheck_samples, dvs_epochs=args.dvs_epochs,
-             progress=not args.no_progress)
+             progress=cli.progress_wanted(args.progress))
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return cli.run(_job, build_parser(), argv)
 
 
 if __name__ == "__main__":

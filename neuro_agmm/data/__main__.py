@@ -53,13 +53,17 @@ def _info(root: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m neuro_agmm.data", description=(
-        "Event datasets: bin the original recordings into cached count frames (prepare) or show what is "
-        "present (info)."))
+    from neuro_agmm import cli
+
+    ap = cli.parser("data", "Event datasets: bin the original recordings into cached count frames (prepare) or "
+                            "show what is present (info).",
+                    ["python -m neuro_agmm.data prepare --dataset digits-dvs -T 8",
+                     "python -m neuro_agmm.data prepare --dataset nmnist --data-root /data --limit 100",
+                     "python -m neuro_agmm.data info"])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="bin a dataset into datasets/<name>/cache/*.npz")
-    p.add_argument("--dataset", required=True, choices=EVENT_DATASETS)
-    p.add_argument("--root", default="datasets", help="data root (default datasets)")
+    cli.add_dataset(p, EVENT_DATASETS, required=True)
+    cli.add_data_root(p)
     p.add_argument("--time-steps", "-T", type=int, default=8, help="time bins per recording (default 8)")
     p.add_argument("--binning", default="time", choices=("time", "count"),
                    help="equal time bins over each recording's span, or equal event counts (default time)")
@@ -67,21 +71,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--clip", type=int, default=15, help="clip counts per pixel and bin to this (default 15)")
     p.add_argument("--limit", type=int, help="only the first N recordings per split (a quick look)")
     p.add_argument("--samples", type=int, default=10, help="digits-dvs: test recordings written as event files")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    cli.add_progress(p)
     i = sub.add_parser("info", help="list datasets, recordings and caches under the data root")
-    i.add_argument("--root", default="datasets")
+    cli.add_data_root(i)
     args = ap.parse_args(argv)
     from neuro_agmm.events import EventFileError
     from neuro_agmm.data.event_datasets import DatasetNotFoundError, load_event_split, prepare
     try:
         if args.cmd == "info":
-            _info(Path(args.root))
+            _info(Path(args.data_root))
             return 0
         if args.time_steps < 1:
             raise ValueError(f"--time-steps must be >= 1, got {args.time_steps}")
-        path = prepare(args.dataset, args.root, args.time_steps, args.binning, args.downsample, args.clip,
-                       progress=args.progress, limit=args.limit)
-        split = load_event_split(args.dataset, args.root, args.time_steps, binning=args.binning,
+        path = prepare(args.dataset, args.data_root, args.time_steps, args.binning, args.downsample, args.clip,
+                       progress=cli.progress_wanted(args.progress), limit=args.limit)
+        split = load_event_split(args.dataset, args.data_root, args.time_steps, binning=args.binning,
                                  downsample=args.downsample, clip=args.clip) if args.limit is None else None
         print(f"wrote {path}")
         if split is not None:
@@ -90,9 +94,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{split.input_max}, {m['events']} events, clipped {m['clipped_fraction']:.2%} of nonzero counts"
                   + (f", skipped {m['skipped']}" if m["skipped"] else ""))
         if args.dataset == "digits-dvs" and args.samples:
-            files = write_digits_samples(args.root, args.samples)
-            print(f"wrote {len(files)} sample recordings under {Path(args.root) / 'digits-dvs' / 'samples'}")
-    except (DatasetNotFoundError, EventFileError, ValueError, OSError) as e:
+            files = write_digits_samples(args.data_root, args.samples)
+            print(f"wrote {len(files)} sample recordings under {Path(args.data_root) / 'digits-dvs' / 'samples'}")
+    except cli.user_errors() + (DatasetNotFoundError, EventFileError, OSError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0

@@ -353,8 +353,11 @@ def _build(name: str, root: Path, cfg: BinningConfig, sim_seed: int, progress: b
 
 def _to_split(name: str, arrays: dict, info: dict, cfg: BinningConfig, sensor: SensorSize) -> DatasetSplit:
     o = downsampled_size(sensor, cfg.downsample)
+    from neuro_agmm.data.dvs_sim import DVSSimConfig
+
+    span = DVSSimConfig().duration_us if name == "digits-dvs" else None  # binned over a fixed span
     meta = {"binning": cfg.binning, "downsample": cfg.downsample, "clip": cfg.clip, "sensor_size": list(sensor),
-            "clipped_fraction": info["n_clipped_counts"] / max(1, info["n_nonzero_counts"]), **info}
+            "fixed_span_us": span, "clipped_fraction": info["n_clipped_counts"] / max(1, info["n_nonzero_counts"]), **info}
     split = DatasetSplit(name=name, train_x=arrays["train_x"], train_y=arrays["train_y"], test_x=arrays["test_x"],
                          test_y=arrays["test_y"], input_shape=(o.P, o.H, o.W), n_classes=N_CLASSES[name],
                          input_scale=1.0 / cfg.clip, input_max=cfg.clip, encoding="events", meta=meta)

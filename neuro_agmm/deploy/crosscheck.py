@@ -19,10 +19,8 @@ brian2 ARTIFACT`` calls ``run_brian2_cli``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +31,8 @@ import numpy as np
 from hw_models.integer_network import IntegerNetwork
 from hw_models.backends import registry
 from hw_models.results import LayerCounts, RunTrace
-from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
+from neuro_agmm.artifact import ModelArtifact, atomic_write
+from neuro_agmm.deploy.network import integer_network
 
 BACKENDS = ("emulator", "brian2", "lava")  # the default comparison set; any registry name works
 
@@ -129,17 +128,12 @@ def _json_default(o):
 
 
 def network_from(artifact_or_net) -> tuple[IntegerNetwork, Optional[ModelArtifact]]:
-    """``IntegerNetwork`` from a network, a ``ModelArtifact`` or an artifact path (via ``hw_models.quantizer``)."""
+    """``IntegerNetwork`` from a network, a ``ModelArtifact`` or an artifact path (``deploy.network``)."""
     if isinstance(artifact_or_net, IntegerNetwork):
         return artifact_or_net, None
-    art = artifact_or_net
-    if isinstance(art, (str, os.PathLike)):
-        art = read_artifact(art)
-    if not isinstance(art, ModelArtifact):
+    if not isinstance(artifact_or_net, (str, os.PathLike, ModelArtifact)):
         raise TypeError(f"expected an IntegerNetwork, ModelArtifact or artifact path, got {type(artifact_or_net)}")
-    from hw_models.mapping.quantizer import quantize
-
-    net, _ = quantize(art)
+    net, art, _ = integer_network(artifact_or_net)
     return net, art
 
 
@@ -234,79 +228,3 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     elif float_model:
         result.notes.append("float model skipped: an IntegerNetwork was given, not an artifact")
     return result
-
-
-# --- CLI ------------------------------------------------------------------------------------
-def _load_inputs(art: ModelArtifact, samples: int, inputs_file: Optional[str], data_root: str) -> np.ndarray:
-    from neuro_agmm.deploy.mapping import load_inputs
-
-    x, _ = load_inputs(art, samples, inputs_file=inputs_file, data_root=data_root)
-    if x is None:
-        raise ValueError("no inputs: pass --inputs FILE.npz or --samples N > 0")
-    return x
-
-
-def run_brian2_cli(args) -> int:
-    """``python -m neuro_agmm.map --to brian2 ARTIFACT``: Brian2 + emulator vs the reference; writes JSON.
-
-    Reads ``args.artifact``, ``args.samples``, ``args.inputs``, ``args.data_root``, ``args.out``,
-    ``args.no_progress`` and ``args.target`` (map's parser). Returns 0 when every spike and voltage
-    matches, 1 otherwise; raises ``ValueError``/``ArtifactError`` for user errors.
-    """
-    art = read_artifact(args.artifact)
-    samples = int(args.samples or 10)
-    x = _load_inputs(art, samples, args.inputs, args.data_root)
-    target = args.target
-    res = crosscheck(art, x, backends=("emulator", "brian2"), brian2_target=target,
-                     progress=not args.no_progress)
-    out = args.out
-    dest = Path(out) if out else Path(args.artifact).with_suffix(".brian2_check.json")
-    if dest.suffix != ".json":
-        dest = dest / "brian2_check.json"
-    res.write_json(dest)
-    print(res.summary())
-    print(f"wrote {dest}")
-    return 0 if res.total_mismatches == 0 else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m neuro_agmm.crosscheck", description=__doc__.split("\n\n")[0])
-    p.add_argument("artifact", help="model artifact (.h5)")
-    p.add_argument("--inputs", help="npz with x (N, T, *input_shape) integer levels (default: the artifact's dataset)")
-    p.add_argument("--samples", type=int, default=10, help="samples to check (default 10)")
-    p.add_argument("--data-root", default="datasets", help="dataset root (default: datasets)")
-    p.add_argument("--backends", default="emulator,brian2,lava", help="comma list of emulator,brian2,lava")
-    p.add_argument("--target", choices=("numpy", "cython"), default="numpy", help="Brian2 codegen target")
-    p.add_argument("--lava-samples", type=int, default=2, help="samples Lava checks (one Lava run each; default 2)")
-    p.add_argument("--timeout", type=float, default=None, help="watchdog seconds per Lava run")
-    p.add_argument("--out", default=None, help="JSON report path (default: ARTIFACT.crosscheck.json)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-        bad = [b for b in backends if b not in BACKENDS]
-        if bad:
-            raise ValueError(f"unknown backend(s) {bad}; choose from {BACKENDS}")
-        art = read_artifact(args.artifact)
-        x = _load_inputs(art, args.samples, args.inputs, args.data_root)
-        res = crosscheck(art, x, backends=backends, brian2_target=args.target, lava_samples=args.lava_samples,
-                         lava_timeout=args.timeout, progress=not args.no_progress)
-    except (ArtifactError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # hw_models.lava_backend.LavaRunError: Lava failed or hung (watchdog)
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".crosscheck.json")
-    res.write_json(dest)
-    print(res.summary())
-    print(f"wrote {dest}")
-    return 0 if res.total_mismatches == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,10 +14,8 @@ chip, memory-access energy (see ``neuro_agmm.energy``). No torch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from hw_models.integer_network import IntegerNetwork
-from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
+from neuro_agmm.artifact import ModelArtifact, atomic_write, read_artifact
 from neuro_agmm.deploy.energy import (EnergyAssumptions, EnergyResult, MemoryFootprint, energy_per_inference,
                                measure_activity, memory_footprint)
 
@@ -150,13 +148,13 @@ def energy_report(artifact_path: str | os.PathLike, inputs: Optional[np.ndarray]
     """Energy report of the artifact at ``artifact_path`` on ``inputs`` ``(N, T, *input_shape)``.
 
     Without ``inputs`` the first ``samples`` test samples of the artifact's dataset are used
-    (``neuro_agmm.map.load_inputs``). ``net`` overrides the quantized network (default
+    (``neuro_agmm.data.inputs.load_inputs``). ``net`` overrides the quantized network (default
     ``hw_models.quantizer.quantize(artifact)``). With ``out_dir`` it writes ``energy.md``,
     ``energy.json`` and PNG charts there (atomically).
     """
     art: ModelArtifact = read_artifact(artifact_path)
     if inputs is None:
-        from neuro_agmm.deploy.mapping import load_inputs
+        from neuro_agmm.data.inputs import load_inputs
 
         inputs, labels = load_inputs(art, samples, data_root=data_root)
         if inputs is None:
@@ -166,9 +164,9 @@ def energy_report(artifact_path: str | os.PathLike, inputs: Optional[np.ndarray]
         raise ValueError(f"inputs must be integer levels of shape (N, T, *{tuple(art.input_shape)}), "
                          f"got {x.dtype} {x.shape}")
     if net is None:
-        from hw_models.mapping.quantizer import quantize
+        from neuro_agmm.deploy.network import integer_network
 
-        net, _ = quantize(art, time_steps=max(int(art.time_steps), int(x.shape[1])))
+        net, _, _ = integer_network(artifact_path, time_steps=max(int(art.time_steps), int(x.shape[1])))
     from hw_models.backends.emulator import run_batch
 
     act = measure_activity(net, x, batch_size=batch_size)
@@ -188,42 +186,3 @@ def energy_report(artifact_path: str | os.PathLike, inputs: Optional[np.ndarray]
         md = rep.markdown()
         rep.files["markdown"] = atomic_write(out / "energy.md", lambda tmp: Path(tmp).write_text(md))
     return rep
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m neuro_agmm.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("artifact", help="model artifact (.h5)")
-    p.add_argument("--inputs", help="npz with x (N, T, *input_shape) integer levels and optional y (N,)")
-    p.add_argument("--samples", type=int, default=100, help="samples (from --inputs or the dataset; default 100)")
-    p.add_argument("--data-root", default="datasets", help="dataset root (default: datasets)")
-    p.add_argument("--hops", type=float, default=0.0, help="mean Loihi tile hops per spike (default 0)")
-    p.add_argument("--out", required=True, help="output folder for energy.md, energy.json and PNGs")
-    return p
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        x = y = None
-        if args.inputs:
-            p = Path(args.inputs)
-            if not p.exists():
-                raise ValueError(f"inputs file {p} does not exist")
-            with np.load(p) as z:
-                if "x" not in z:
-                    raise ValueError(f"inputs file {p} has no array 'x' (expected x: (N, T, *input_shape))")
-                x = z["x"][:args.samples]
-                y = z["y"][:args.samples] if "y" in z else None
-        rep = energy_report(args.artifact, x, y, out_dir=args.out, samples=args.samples, data_root=args.data_root,
-                            assumptions=EnergyAssumptions(loihi_hops_per_spike=args.hops))
-    except (ArtifactError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(rep.energy.table())
-    for k, p in rep.files.items():
-        print(f"wrote {k}: {p}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,10 +17,8 @@ What it leaves out: training (never imported here) and Lava's hardware back ends
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,7 +26,8 @@ from typing import Optional
 import numpy as np
 
 import hw_models  # noqa: F401  (installs the Lava import fix first)
-from neuro_agmm.artifact import ArtifactError, ModelArtifact, atomic_write, read_artifact
+from neuro_agmm.artifact import ArtifactError, atomic_write, read_artifact
+from neuro_agmm.data.inputs import load_inputs
 
 TARGETS = ("lava", "nir", "netx", "brian2")
 
@@ -85,43 +84,6 @@ class MapResult:
         for k, v in self.files.items():
             lines.append(f"wrote {k}: {v}")
         return "\n".join(l for l in lines if l)
-
-
-def load_inputs(art: ModelArtifact, n_samples: int, inputs_file: Optional[str | os.PathLike] = None,
-                data_root: str | os.PathLike = "datasets") -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """Test inputs ``(N, T, ...)`` and labels: from ``inputs_file`` (npz with ``x``, optional ``y``) or the
-    artifact's dataset (``provenance["dataset"]`` via ``neuro_agmm.data.load_dataset``)."""
-    if n_samples <= 0 and inputs_file is None:
-        return None, None
-    if inputs_file is not None:
-        p = Path(inputs_file)
-        if not p.exists():
-            raise MapError(f"inputs file {p} does not exist")
-        with np.load(p) as z:
-            if "x" not in z:
-                raise MapError(f"inputs file {p} has no array 'x' (expected x: (N, T, *input_shape), y: (N,))")
-            x = z["x"]
-            y = z["y"] if "y" in z else None
-    else:
-        name = str(art.provenance.get("dataset", ""))
-        if not name:
-            raise MapError("the artifact names no dataset (provenance 'dataset'); pass --inputs FILE.npz")
-        from neuro_agmm.data import load_dataset
-
-        try:
-            split = load_dataset(name, root=data_root, time_steps=art.time_steps, encoding=art.encoding,
-                                 seed=int(art.provenance.get("seed", 0)))
-        except (ValueError, OSError, FileNotFoundError) as e:
-            raise MapError(f"cannot load dataset {name!r}: {e}") from e
-        x, y = split.test_x, split.test_y
-    if n_samples > 0:
-        x = x[:n_samples]
-        y = y[:n_samples] if y is not None else None
-    if tuple(x.shape[2:]) != tuple(art.input_shape):
-        raise MapError(f"inputs have shape {x.shape}, the artifact expects (N, T, *{tuple(art.input_shape)})")
-    if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < 0 or x.max() > art.input_max)):
-        raise MapError(f"inputs must be integers in [0, {art.input_max}]")
-    return x, y
 
 
 def _plot(result: MapResult, placement, path: Path) -> Path:
@@ -184,6 +146,7 @@ def map_to_lava(artifact_path: str | os.PathLike, n_samples: int = 100, *, input
     from hw_models.mapping.placer import place
     from hw_models.mapping.quantizer import quantize
     from neuro_agmm.deploy.fidelity import fill_agreement
+    from neuro_agmm.deploy.network import stamp
     from hw_models.backends.reference import run_reference
     from neuro_agmm.deploy.float_model import predict
 
@@ -199,6 +162,7 @@ def map_to_lava(artifact_path: str | os.PathLike, n_samples: int = 100, *, input
         x, y = load_inputs(art, n_samples, inputs_file, data_root)
     t_bound = max(art.time_steps, int(x.shape[1]) if x is not None else 0)
     net, report = quantize(art, time_steps=t_bound)
+    stamp(net, art)
     placement = place(net, chip, max_chips=max_chips)
     refs = []
     if x is not None and len(x):
@@ -245,75 +209,3 @@ def map_to_lava(artifact_path: str | os.PathLike, n_samples: int = 100, *, input
         json.dumps(result.to_dict() | {"placement": placement.to_dict(), "quantization": report.to_dict()},
                    indent=2, default=str)))
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m neuro_agmm.map", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", help="model artifact (.h5) written by neuro_agmm.train")
-    p.add_argument("--to", choices=TARGETS, default="lava", help="target (default: lava)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="test samples to run (0: map only; default 100 for lava, 10 for brian2)")
-    p.add_argument("--target", choices=("numpy", "cython"), default="numpy",
-                   help="Brian2 code-generation target for --to brian2 (default: numpy; cython compiles once)")
-    p.add_argument("--inputs", help="npz with x (N, T, *input_shape) integer levels and optional y (N,)")
-    p.add_argument("--data-root", default="datasets", help="dataset root for --samples (default: datasets)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="watchdog bound in seconds per Lava run (default: scaled with the run length)")
-    p.add_argument("--core", choices=("loihi1", "loihi2"), default="loihi1", help="core/chip profile")
-    p.add_argument("--chips", type=int, default=None, help="chips available (default: the profile's, 1)")
-    p.add_argument("--chunk", type=int, default=100, help="samples per Lava run (default 100)")
-    p.add_argument("--out", default=None, help="output folder / file (default: beside the artifact)")
-    p.add_argument("--no-write", action="store_true", help="do not write the /hardware group into the artifact")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.samples is None:
-        args.samples = 10 if args.to == "brian2" else 100
-    from hw_models.backends.lava.runner import LavaRunError
-    from hw_models.mapping.placer import PlacementError
-
-    try:
-        if args.to == "brian2":
-            from neuro_agmm.deploy.crosscheck import run_brian2_cli
-
-            return run_brian2_cli(args)
-        if args.to == "nir":
-            from neuro_agmm.deploy.nir import export_nir
-
-            art = read_artifact(args.artifact)
-            dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".nir")
-            export_nir(art, dest)
-            print(f"wrote NIR graph {dest} ({len(art.layers)} layers)")
-            return 0
-        if args.to == "netx":
-            from hw_models.mapping.netx import export_netx
-            from hw_models.mapping.quantizer import quantize
-
-            art = read_artifact(args.artifact)
-            net, report = quantize(art)
-            dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".netx.h5")
-            ex = export_netx(net, dest, allow_rounding=True)
-            print(report.summary())
-            print(f"wrote netx HDF5 {dest} ({ex.n_layers} layers; per-neuron thresholds: {not ex.scalar_vth}; "
-                  f"worst bias rounding {ex.max_bias_rounding} voltage units)")
-            return 0
-        result = map_to_lava(args.artifact, args.samples, inputs_file=args.inputs, chip=args.core,
-                             max_chips=args.chips, timeout=args.timeout, chunk=args.chunk, out_dir=args.out,
-                             write_hardware=not args.no_write, data_root=args.data_root,
-                             progress=not args.no_progress)
-        print(result.summary())
-        return 0
-    except (MapError, ArtifactError, PlacementError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except LavaRunError as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,11 +14,9 @@ Uses matplotlib's Agg backend (no display needed). Leaves out: per-layer panels,
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -144,28 +142,3 @@ def plot_runs(runs: Sequence[Run], out: str | Path, title: str = "") -> Path:
     atomic_write(out, write)
     plt.close(fig)
     return out
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m neuro_agmm.plots",
-                                 description="Plot training curves (loss, accuracy, flip ratio, gradient mean and "
-                                             "variance, firing rate) of run directories, grouped by method, "
-                                             "mean ± std over runs of a group.")
-    ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by neuro_agmm.train")
-    ap.add_argument("--out", required=True, metavar="FIG.png")
-    ap.add_argument("--title", default="")
-    ap.add_argument("--label-by", choices=("method", "dir"), default="method",
-                    help="group runs by config.json's method (default) or by directory name")
-    a = ap.parse_args(argv)
-    try:
-        runs = [load_run(d, label=Path(d).name if a.label_by == "dir" else None) for d in a.runs]
-    except (FileNotFoundError, json.JSONDecodeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    path = plot_runs(runs, a.out, a.title)
-    print(f"wrote {path} ({len(runs)} runs in {len({r.label for r in runs})} groups)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -23,10 +23,8 @@ CLI: ``python -m neuro_agmm.export CHECKPOINT OUT.h5`` (CHECKPOINT: a run direct
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Optional
 
@@ -37,6 +35,7 @@ from torch import nn
 
 from neuro_agmm import __version__
 from neuro_agmm.artifact import ArtifactError, LayerSpec, ModelArtifact, read_artifact, write_artifact
+from neuro_agmm.artifact.encoding import InputEncoding, events_encoding
 from neuro_agmm.training.lif import LIFConfig, lif_sequence, readout_sequence
 
 
@@ -44,9 +43,14 @@ def data_info(split: Any) -> dict:
     """Input description of a ``DatasetSplit`` (or a dict with the same keys) for export and checkpoints."""
     if isinstance(split, dict):
         return dict(split)
-    return {"dataset": split.name, "input_shape": list(split.input_shape), "n_classes": int(split.n_classes),
+    info = {"dataset": split.name, "input_shape": list(split.input_shape), "n_classes": int(split.n_classes),
             "input_scale": float(split.input_scale), "input_max": int(split.input_max),
             "time_steps": int(split.time_steps), "encoding": split.encoding}
+    if split.encoding == "events":
+        m = split.meta
+        info["encoding_record"] = events_encoding(split.time_steps, m["binning"], m["downsample"], m["clip"],
+                                                  m["sensor_size"], split.name, m.get("fixed_span_us")).to_json()
+    return info
 
 
 def _plain(obj: Any) -> Any:
@@ -73,7 +77,9 @@ def model_to_artifact(model: nn.Module, info: dict, provenance: Optional[dict] =
     prov.setdefault("model_config", model.config.to_dict())
     return ModelArtifact(layers=layers, input_shape=tuple(info["input_shape"]), input_scale=float(info["input_scale"]),
                          input_max=int(info["input_max"]), time_steps=int(info["time_steps"]),
-                         encoding=str(info["encoding"]), provenance=prov)
+                         encoding=str(info["encoding"]), provenance=prov,
+                         input_encoding=InputEncoding.from_json(info["encoding_record"])
+                         if "encoding_record" in info else None)
 
 
 def export_artifact(model: nn.Module, split: Any, cfg: Any, metrics: Optional[dict], path: str | os.PathLike,
@@ -213,25 +219,3 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     model.eval()
     metrics = ck.metrics[-1] if ck.metrics else {}
     return export_artifact(model, ck.data_info, ck.config, metrics, out)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m neuro_agmm.export",
-                                 description="Export a training checkpoint to a model artifact (HDF5).")
-    ap.add_argument("checkpoint", help="run directory or checkpoint.pt written by neuro_agmm.train")
-    ap.add_argument("out", help="output artifact path (.h5)")
-    args = ap.parse_args(argv)
-    from neuro_agmm.training.checkpoint import CheckpointError
-    try:
-        art = export_checkpoint(args.checkpoint, args.out)
-    except (CheckpointError, ArtifactError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    ws = weight_storage(art)
-    print(f"wrote {args.out}: {len(art.layers)} layers, weights {ws['weight_bytes']} B "
-          f"({ws['ratio']:.4f} of float32; binary layers {ws['binary_ratio']:.4f})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,7 +31,6 @@ Left out: data augmentation, mixed precision, GPU placement of the model (CPU on
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -350,7 +349,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
         order = D.shard_indices(n_train, env, cfg.seed, epoch)  # world 1: the seeded permutation
         t0 = time.perf_counter()
         bar = tqdm(range(start_step, steps_per_epoch), total=steps_per_epoch, initial=start_step,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main_rank), leave=False,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main_rank and sys.stderr.isatty()), leave=False,
                    file=sys.stderr)
         for step in bar:
             idx = order[step * local_bs:(step + 1) * local_bs]
@@ -407,7 +406,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
         checkpoint(epoch + 1, 0)
         if main_rank:
             _write_metrics(run_dir, metrics)
-        if cfg.progress and main_rank:
+        if main_rank:  # always, so a log without progress bars still shows every epoch
             print(f"epoch {epoch + 1}/{cfg.epochs} loss {m['train_loss']:.4f} train {m['train_acc']:.4f} "
                   f"test {test_acc:.4f} ({m['seconds']:.1f}s)", file=sys.stderr, flush=True)
 
@@ -437,131 +436,3 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
     _write_json(run_dir / "summary.json", summary)
     D.barrier(env)
     return TrainResult(run_dir=run_dir, metrics=metrics, summary=summary, artifact_path=art_path, model=model)
-
-
-# --- CLI -------------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump): ``prog: error: message (see --help)``, exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="python -m neuro_agmm.train",
-                                 description="Train a binary SNN (vanilla STE or AGMM) or its full-precision "
-                                             "baseline; writes metrics, checkpoints, model.h5 and summary.json "
-                                             "into the run directory.")
-    d = TrainConfig()
-    ap.add_argument("--config", metavar="FILE.json", help="JSON file of TrainConfig fields; flags override it")
-    ap.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
-                                                         "(its saved config is used; other flags are ignored)")
-    ap.add_argument("--dataset", help=f"one of the datasets in neuro_agmm.data (default {d.dataset})")
-    ap.add_argument("--data-root", help=f"data root directory (default {d.data_root})")
-    ap.add_argument("--arch", help=f"mlp | convnet | vgg11 | resnet19 (default {d.arch})")
-    ap.add_argument("--method", help=f"fp | vanilla | agmm (default {d.method})")
-    ap.add_argument("--epochs", type=int, help=f"default {d.epochs}")
-    ap.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
-    ap.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
-    ap.add_argument("--optimizer", help=f"adam | adamw | sgd (default {d.optimizer})")
-    ap.add_argument("--weight-decay", type=float)
-    ap.add_argument("--momentum", type=float, help="SGD momentum")
-    ap.add_argument("--scheduler", help="cosine | none (default cosine)")
-    ap.add_argument("--time-steps", "-T", type=int, help=f"SNN time steps (default {d.time_steps})")
-    ap.add_argument("--encoding", help="direct | rate for frame datasets (default direct)")
-    ap.add_argument("--seed", type=int, help=f"default {d.seed}")
-    ap.add_argument("--out", help="run directory (default runs/<dataset>-<arch>-<method>-s<seed>)")
-    ap.add_argument("--threads", type=int, help=f"torch threads (default {d.threads})")
-    ap.add_argument("--checkpoint-every", type=int, metavar="STEPS",
-                    help="also checkpoint every STEPS optimizer steps (default: epoch ends only)")
-    ap.add_argument("--first-last", help="precision of first and readout layers: int8 | binary (default int8)")
-    ap.add_argument("--leak", type=float, help=f"LIF leak (default {d.leak})")
-    ap.add_argument("--threshold", type=float, help=f"LIF threshold (default {d.threshold})")
-    ap.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in hidden layers")
-    ap.add_argument("--surrogate", help="Norse surrogate: super | triangle | tanh | circ (default super)")
-    ap.add_argument("--hidden", type=int, nargs="+", help="mlp hidden sizes (default 256 256)")
-    ap.add_argument("--width", type=float, help="channel multiplier for conv archs")
-    ap.add_argument("--instrument", action=argparse.BooleanOptionalAction,
-                    help="flip/gradient instrumentation of binary layers (default on)")
-    ap.add_argument("--progress", action=argparse.BooleanOptionalAction, help="tqdm progress bar (default on)")
-    ap.add_argument("--limit-train", type=int, help="use only the first N training samples")
-    ap.add_argument("--limit-test", type=int, help="use only the first N test samples")
-    ap.add_argument("--eval-batch-size", type=int)
-    ap.add_argument("--distributed", action=argparse.BooleanOptionalAction,
-                    help="data-parallel training under torchrun (gloo on CPU, NCCL on GPU); --batch-size is global")
-    g = ap.add_argument_group("AGMM (method agmm; see neuro_agmm.agmm)")
-    g.add_argument("--agmm-where", help="weight | output | layer")
-    g.add_argument("--agmm-alpha", help="exp | const | linear")
-    g.add_argument("--agmm-gamma", type=float)
-    g.add_argument("--agmm-k", type=float)
-    g.add_argument("--agmm-c", type=float)
-    g.add_argument("--agmm-adaptive", action=argparse.BooleanOptionalAction)
-    g.add_argument("--agmm-momentum", type=float)
-    g.add_argument("--agmm-normalize", action=argparse.BooleanOptionalAction)
-    g.add_argument("--agmm-anneal", type=float)
-    g.add_argument("--agmm-layers", help="binary | all")
-    g.add_argument("--agmm-renorm", action=argparse.BooleanOptionalAction,
-                   help="factors average exactly a(p) per batch (a re-weighting across steps)")
-    g.add_argument("--agmm-brake", type=float,
-                   help="> 0: shrink gradients of latent weights near 0 (our addition, see docs/agmm.md)")
-    return ap
-
-
-def config_from_args(argv: Optional[list[str]] = None) -> tuple[TrainConfig, bool]:
-    """Parse CLI args (``--config`` file first, flags override). Returns ``(cfg, resume)``; exits 2 on bad input."""
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.resume:
-        try:
-            ck = load_checkpoint(args.resume)
-        except CheckpointError as e:
-            ap.error(f"--resume: {e}")
-        cfg = TrainConfig.from_dict(ck.config)
-        cfg.out = str(args.resume if Path(args.resume).is_dir() else Path(args.resume).parent)
-        if args.progress is not None:
-            cfg.progress = args.progress
-        return cfg, True
-    base: dict = {}
-    if args.config:
-        try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            ap.error(f"--config {args.config}: {e}")
-        if not isinstance(base, dict):
-            ap.error(f"--config {args.config}: expected a JSON object of TrainConfig fields")
-    for k, v in vars(args).items():
-        if k not in ("config", "resume") and v is not None:
-            base[k] = v
-    try:
-        cfg = TrainConfig.from_dict(base)
-        cfg.validate()
-    except (ValueError, TypeError) as e:
-        ap.error(str(e))
-    return cfg, False
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    cfg, resume = config_from_args(argv)
-    from neuro_agmm.training.distributed import is_main, shutdown
-    try:
-        res = train(cfg, resume=resume)
-    except TrainingDiverged as e:
-        print(f"error: training diverged: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown()
-    if not is_main() or not res.summary:
-        return 0
-    s = res.summary
-    print(f"done: {res.run_dir}  test_acc {s['final'].get('test_acc', float('nan')):.4f}  "
-          f"artifact {s.get('artifact')} (artifact test_acc {s.get('artifact_test_acc', float('nan')):.4f})  "
-          f"train {s['train_seconds']:.1f}s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

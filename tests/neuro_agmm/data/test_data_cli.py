@@ -14,24 +14,24 @@ def test_prepare_nmnist_and_info(tmp_path, capsys):
     for split in ("Train", "Test"):
         for d in (0, 1):
             write_nmnist(tmp_path / "nmnist" / split / str(d) / "a.bin", ev)
-    assert main(["prepare", "--dataset", "nmnist", "--root", str(tmp_path), "-T", "3", "--no-progress"]) == 0
+    assert main(["prepare", "--dataset", "nmnist", "--data-root", str(tmp_path), "-T", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "nmnist_T3_time_ds1_clip15_v1.npz" in out and "train (2, 3, 2, 34, 34)" in out
     with np.load(tmp_path / "nmnist" / "cache" / "nmnist_T3_time_ds1_clip15_v1.npz") as z:
         assert z["train_x"].sum() == 6 and z["test_y"].tolist() == [0, 1]
-    assert main(["info", "--root", str(tmp_path)]) == 0
+    assert main(["info", "--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| nmnist | 2 | 2 |" in out and "| dvsgesture | missing" in out
 
 
 def test_user_errors_exit_2(tmp_path, capsys):
-    assert main(["prepare", "--dataset", "cifar10dvs", "--root", str(tmp_path)]) == 2
+    assert main(["prepare", "--dataset", "cifar10dvs", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cifar10dvs:") and "README.md" in err and len(err.splitlines()) == 1
     (tmp_path / "nmnist" / "Train" / "0").mkdir(parents=True)
     (tmp_path / "nmnist" / "Train" / "0" / "x.bin").write_bytes(b"\0" * 6)
     (tmp_path / "nmnist" / "Test" / "0").mkdir(parents=True)
-    assert main(["prepare", "--dataset", "nmnist", "--root", str(tmp_path), "--no-progress"]) == 2
+    assert main(["prepare", "--dataset", "nmnist", "--data-root", str(tmp_path), "--no-progress"]) == 2
     assert "at byte 5" in capsys.readouterr().err
 
 

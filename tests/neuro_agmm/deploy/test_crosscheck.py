@@ -1,6 +1,5 @@
 """Crosscheck: zero mismatches on agreeing backends, mismatches found when they differ, CLI."""
 
-import argparse
 import json
 
 import numpy as np
@@ -8,6 +7,8 @@ import pytest
 
 from hw_models.backends import emulator as em
 from hw_models.backends.reference import run_reference
+from neuro_agmm import crosscheck as crosscheck_cli
+from neuro_agmm import map as map_cli
 from neuro_agmm.deploy import crosscheck as cc
 from neuro_agmm.artifact import write_artifact
 import random_nets
@@ -67,14 +68,13 @@ def test_cli_and_map_entry(art_and_inputs, tmp_path, capsys):
     a = write_artifact(art, tmp_path / "m.h5")
     np.savez(tmp_path / "x.npz", x=x[:2])
     out = tmp_path / "r.json"
-    rc = cc.main([str(a), "--inputs", str(tmp_path / "x.npz"), "--backends", "emulator,brian2", "--out", str(out),
+    rc = crosscheck_cli.main([str(a), "--inputs", str(tmp_path / "x.npz"), "--backends", "emulator,brian2", "--out", str(out),
                   "--no-progress"])
     assert rc == 0 and json.loads(out.read_text())["total_mismatches"] == 0
     assert "TOTAL mismatches" in capsys.readouterr().out
-    ns = argparse.Namespace(artifact=str(a), samples=2, inputs=str(tmp_path / "x.npz"), data_root="datasets",
-                            out=str(tmp_path / "b2.json"), no_progress=True, target="numpy")
-    assert cc.run_brian2_cli(ns) == 0
+    assert map_cli.main(["--to", "brian2", str(a), "--samples", "2", "--inputs", str(tmp_path / "x.npz"),
+                         "--out", str(tmp_path / "b2.json")]) == 0
     assert json.loads((tmp_path / "b2.json").read_text())["backends"][1]["backend"] == "brian2"
-    assert cc.main([str(tmp_path / "missing.h5"), "--no-progress"]) == 2
-    assert cc.main([str(a), "--backends", "tpu", "--no-progress"]) == 2
+    assert crosscheck_cli.main([str(tmp_path / "missing.h5"), "--no-progress"]) == 2
+    assert crosscheck_cli.main([str(a), "--backends", "tpu", "--no-progress"]) == 2
     assert "error:" in capsys.readouterr().err

@@ -12,7 +12,8 @@ import pytest
 
 from hw_models.mapping.hardware_section import load_hardware
 from neuro_agmm.artifact import write_artifact
-from neuro_agmm.deploy.mapping import main, map_to_lava
+from neuro_agmm.deploy.mapping import map_to_lava
+from neuro_agmm.map import main
 import random_nets
 
 ROOT = Path(__file__).parents[3]

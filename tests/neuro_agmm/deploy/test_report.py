@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from neuro_agmm import report as report_cli
 from neuro_agmm.deploy import energy_report as report
 from neuro_agmm.artifact import write_artifact
 import random_nets
@@ -45,12 +46,12 @@ def test_energy_report_writes_everything(artifact, tmp_path):
 
 def test_cli(artifact, tmp_path, capsys):
     path, _, _, d = artifact
-    rc = report.main([str(path), "--inputs", str(d / "x.npz"), "--samples", "4", "--out", str(tmp_path / "o"),
+    rc = report_cli.main([str(path), "--inputs", str(d / "x.npz"), "--samples", "4", "--out", str(tmp_path / "o"),
                       "--hops", "2"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "bsnn_loihi" in out and "2 tile hops" in out
     assert json.loads((tmp_path / "o" / "energy.json").read_text())["energy"]["activity"]["n_samples"] == 4
-    assert report.main([str(tmp_path / "nope.h5"), "--inputs", str(d / "x.npz"), "--out", str(tmp_path)]) == 2
-    assert report.main([str(path), "--inputs", str(tmp_path / "none.npz"), "--out", str(tmp_path)]) == 2
+    assert report_cli.main([str(tmp_path / "nope.h5"), "--inputs", str(d / "x.npz"), "--out", str(tmp_path)]) == 2
+    assert report_cli.main([str(path), "--inputs", str(tmp_path / "none.npz"), "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err

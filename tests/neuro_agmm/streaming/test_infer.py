@@ -10,7 +10,10 @@ from neuro_agmm.artifact import LayerSpec, ModelArtifact, write_artifact
 from neuro_agmm.events.binning import bin_by_time
 from neuro_agmm.events.h5npz import write_event_file
 from neuro_agmm.events.types import SensorSize, make_events, sort_by_time
-from neuro_agmm.streaming.run import InferError, InputMapping, TorchFloatStepper, event_windows, infer, main
+from neuro_agmm.infer import main
+from neuro_agmm.streaming.run import infer
+from neuro_agmm.streaming.steppers import TorchFloatStepper
+from neuro_agmm.streaming.windows import InferError, InputMapping, event_windows
 
 
 def make_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_steps=8, seed=0, dataset="digits-dvs",
@@ -109,7 +112,7 @@ def test_files_dir_cli_and_json(tmp_path, digits_model):
                                       rng.integers(0, 2, n)))
         write_event_file(tmp_path / "rec" / str(label) / "a.npz", ev, SensorSize(34, 34, 2))
     out = tmp_path / "r.json"
-    assert main(["--model", str(path), "--events", str(tmp_path / "rec"), "--json", str(out), "--no-progress"]) == 0
+    assert main([str(path), "--events", str(tmp_path / "rec"), "--json", str(out), "--no-progress"]) == 0
     d = json.loads(out.read_text())
     assert [r["label"] for r in d["recordings"]] == [3, 7]
     r0 = d["recordings"][0]
@@ -125,13 +128,13 @@ def test_files_dir_cli_and_json(tmp_path, digits_model):
 
 def test_cli_user_errors(tmp_path, digits_model, capsys):
     path, _, _ = digits_model
-    assert main(["--model", str(path), "--events", str(tmp_path / "nope.bin")]) == 2
+    assert main([str(path), "--events", str(tmp_path / "nope.bin")]) == 2
     assert "no such file" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "none.h5"), "--events", str(tmp_path)]) == 2
-    assert main(["--model", str(path), "--dataset", "digits-dvs", "--window-us", "1000", "--limit", "1"]) == 2
+    assert main([str(tmp_path / "none.h5"), "--events", str(tmp_path)]) == 2
+    assert main([str(path), "--dataset", "digits-dvs", "--window-us", "1000", "--limit", "1"]) == 2
     assert "not a multiple" in capsys.readouterr().err
     (tmp_path / "bad.bin").write_bytes(b"\0" * 7)
-    assert main(["--model", str(path), "--events", str(tmp_path / "bad.bin")]) == 2
+    assert main([str(path), "--events", str(tmp_path / "bad.bin")]) == 2
     assert "at byte 5" in capsys.readouterr().err
 
 

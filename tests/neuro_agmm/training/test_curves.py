@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from neuro_agmm.training.curves import Run, load_run, main, mean_std_curves
+from neuro_agmm.plots import main
+from neuro_agmm.training.curves import Run, load_run, mean_std_curves
 
 
 def _run_dir(tmp_path, name, method, accs, flips=None, csv=False):

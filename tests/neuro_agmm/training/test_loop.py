@@ -12,10 +12,11 @@ import h5py
 import pytest
 import torch
 
-from neuro_agmm.training import export as export_cli
+from neuro_agmm import export as export_cli
 from neuro_agmm.training.callbacks import Callback
 from neuro_agmm.training.checkpoint import load_checkpoint
-from neuro_agmm.training.loop import TrainConfig, TrainingDiverged, config_from_args, main, train
+from neuro_agmm.train import config_from_args, main
+from neuro_agmm.training.loop import TrainConfig, TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = dict(dataset="digits", arch="mlp", hidden=[32, 32], epochs=2, batch_size=64, time_steps=2, limit_train=256,
@@ -195,10 +196,10 @@ def test_agmm_method_runs(tmp_path):
 
 @pytest.mark.parametrize("argv,match", [
     (["--epochs", "0"], "epochs must be >= 1"),
-    (["--dataset", "nope"], "dataset='nope'"),
+    (["--dataset", "nope"], "invalid choice: 'nope'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--lr", "abc"], "invalid float value"),
-    (["--method", "sgd"], "method='sgd'"),
+    (["--method", "sgd"], "invalid choice: 'sgd'"),
     (["--resume", "/nonexistent/run"], "no such checkpoint"),
 ])
 def test_bad_flags_exit_2(argv, match, capsys):

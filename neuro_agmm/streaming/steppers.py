@@ -1,0 +1,128 @@
+"""Streaming backends: one ``Stepper`` protocol, state carried from window to window.
+
+A stepper is reset at the start of a recording, then ``run(frames)`` advances it over the frames of
+one window and returns the readout voltage so far; ``counts()`` gives the stream's activity as
+``hw_models.results.LayerCounts`` totals. Steppers are picked by name from ``STEPPERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import numpy as np
+
+from neuro_agmm.artifact import ModelArtifact
+
+
+class Stepper(Protocol):
+    name: str
+
+    def reset(self) -> None: ...
+
+    def run(self, frames: np.ndarray) -> np.ndarray: ...
+
+    def counts(self) -> dict: ...
+
+    def recorded(self) -> Optional[tuple[np.ndarray, list[np.ndarray]]]: ...
+
+
+class EmulatorStepper:
+    """Streaming integer backend: ``hw_models.emulator.Emulator`` with batch 1."""
+
+    name = "emulator"
+
+    def __init__(self, net, record: bool = False):
+        from hw_models.backends.emulator import Emulator
+        self.net = net
+        self.emu = Emulator(net, 1)
+        self.record = record  # keep inputs and spike trains (for the energy model, after the stream)
+        self.reset()
+
+    def reset(self) -> None:
+        self.emu.reset()
+        self.inputs: list[np.ndarray] = []
+        self.spikes: list[list[np.ndarray]] = []
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        """Advance over ``frames`` (t, *input_shape); return the readout voltage (n_classes,)."""
+        if len(frames):
+            spikes = self.emu.advance(frames[None])[0]  # no trace: the cheap call
+            if self.record:
+                self.inputs.append(frames)
+                self.spikes.append([sp[0] for sp in spikes])
+        return self.emu.v[-1][0].astype(np.int64)
+
+    def recorded(self) -> Optional[tuple[np.ndarray, list[np.ndarray]]]:
+        """``(inputs (T, ...), spikes per layer (T, n))`` of the stream since ``reset`` (if recording)."""
+        if not self.record or not self.inputs:
+            return None
+        return (np.concatenate(self.inputs), [np.concatenate([w[k] for w in self.spikes])
+                                              for k in range(len(self.net.layers))])
+
+    def counts(self) -> dict:
+        return stream_totals([c.total() for c in self.emu.counts])
+
+
+class TorchFloatStepper:
+    """Streaming float backend: the artifact's float network stepped in torch, state carried.
+
+    Synaptic currents come from ``neuro_agmm.export.ArtifactNet``'s layers (one definition of the
+    float semantics); only the membrane state is kept here across calls.
+    """
+
+    name = "torch"
+
+    def __init__(self, art: ModelArtifact, threads: int = 1):
+        import torch
+
+        from neuro_agmm.training.export import model_from_artifact
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.art = art
+        self.layers = list(model_from_artifact(art).layers)
+        self.dynamics = [(float(s.leak), float(s.input_gain), float(s.threshold)) for s in art.layers]
+        self.reset()
+
+    def reset(self) -> None:
+        self.v = [self.torch.zeros(int(np.prod(l.out_shape))) for l in self.layers]
+        self._spikes = 0
+        self._updates = 0
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(frames, np.float32)) * float(self.art.input_scale)
+            t = x.shape[0]
+            x = x.reshape(t, 1, -1)
+            for k, (layer, (leak, gain, thr)) in enumerate(zip(self.layers, self.dynamics)):
+                z = gain * layer.current(x).reshape(t, -1)
+                v = self.v[k]
+                out = torch.empty_like(z)
+                for s in range(t):
+                    v = leak * v + z[s]
+                    if layer.spiking:
+                        spk = v > thr
+                        v = torch.where(spk, torch.zeros_like(v), v)
+                        out[s] = spk.float()
+                self.v[k] = v
+                self._updates += t * v.numel()
+                if layer.spiking:
+                    self._spikes += int(out.sum())
+                x = out.reshape(t, 1, -1)
+        return self.v[-1].numpy().astype(np.float64)
+
+    def counts(self) -> dict:
+        return {"synops": None, "neuron_updates": self._updates, "spikes": self._spikes}
+
+    def recorded(self) -> None:
+        return None  # the float network has no integer activity to account energy for
+
+
+def stream_totals(per: list[dict]) -> dict:
+    """Per-layer counts of one stream -> its totals (spikes leave out the non-spiking readout)."""
+    return {"synops": sum(c["synops"] for c in per), "neuron_updates": sum(c["neuron_updates"] for c in per),
+            "spikes": sum(c["spikes"] for c in per[:-1]), "input_events": per[0]["input_events"] if per else 0,
+            "per_layer": per}
+
+
+STEPPERS = {"emulator": EmulatorStepper, "torch": TorchFloatStepper}
