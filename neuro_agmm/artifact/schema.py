@@ -83,5 +83,5 @@ class ModelArtifact:
             arrays = [l.weight, l.scale, l.bias] + ([l.bn.gamma, l.bn.beta, l.bn.mean, l.bn.var,
                                                     np.array([l.bn.eps])] if l.bn is not None else [])
             for a in arrays:
-                h.update(np.ascontiguousarray(a, np.float64).tobytes())
+                h.update(np.ascontiguousarray(a, np.float32).tobytes())  # the precision the file stores
         return h.hexdigest()
