@@ -346,7 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         f"{fmt([r['samples_per_s'] for r in rs], '.0f')} |")
         text = ("# AGMM variant sweep (generated)\n\n" + hdr + "\n" + "\n".join(rows) + "\n\n"
                 "Variant names: where / α schedule / normalised or raw factor / adaptive or fixed centre "
-                "(see neuro_agmm/agmm.py). Mean ± std over seeds.\n")
+                "(see neuro_agmm/training/agmm.py). Mean ± std over seeds.\n")
     else:
         doc = Path(a.doc or "docs/results.md")
         fig = Path(a.fig or "docs/agmm_curves.png")

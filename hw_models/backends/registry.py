@@ -57,14 +57,19 @@ def run(name: str, net: IntegerNetwork, inputs: np.ndarray, *, record: bool = Tr
     return get(name)(net, x, record=record, **options)
 
 
+def _per_sample(net: IntegerNetwork, inputs: np.ndarray, traces: list) -> BatchTrace:
+    """One-sample ``RunTrace``s as a ``BatchTrace``, counts taken from their spikes."""
+    from hw_models.results import counts_from_spikes, stack_traces
+
+    spikes = [np.stack([t.spikes[k] for t in traces]) for k in range(len(net.layers))]
+    return stack_traces(traces, counts_from_spikes(net, inputs, spikes))
+
+
 @register("reference")
 def _reference(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True) -> BatchTrace:
     from hw_models.backends.reference import run_reference
-    from hw_models.results import counts_from_spikes, stack_traces
 
-    traces = [run_reference(net, x) for x in inputs]
-    return stack_traces(traces, counts_from_spikes(net, inputs, [np.stack([t.spikes[k] for t in traces])
-                                                                 for k in range(len(net.layers))]))
+    return _per_sample(net, inputs, [run_reference(net, x) for x in inputs])
 
 
 @register("emulator")
@@ -78,12 +83,10 @@ def _emulator(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, s
 def _lava(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, timeout=None,
           select_tag: str = "fixed_pt") -> BatchTrace:
     from hw_models.backends.lava.runner import run_lava, run_lava_batch
-    from hw_models.results import counts_from_spike_counts, counts_from_spikes, stack_traces
+    from hw_models.results import counts_from_spike_counts
 
     if record:  # one job per sample, every step recorded
-        traces = [run_lava(net, x, timeout=timeout, select_tag=select_tag) for x in inputs]
-        return stack_traces(traces, counts_from_spikes(net, inputs, [np.stack([t.spikes[k] for t in traces])
-                                                                     for k in range(len(net.layers))]))
+        return _per_sample(net, inputs, [run_lava(net, x, timeout=timeout, select_tag=select_tag) for x in inputs])
     res = run_lava_batch(net, inputs, timeout=timeout, select_tag=select_tag)
     per_neuron = [np.asarray(c) for c in res.spike_counts]  # (B, n) per layer
     return BatchTrace(spikes=None, v=None, u=None, final_v=[None] * (len(net.layers) - 1) + [res.readout_v],

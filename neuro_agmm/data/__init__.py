@@ -1,7 +1,7 @@
 """Dataset readers: every dataset becomes a ``DatasetSplit`` of integer graded spikes ``(N, T, *shape)``.
 
 ``load_dataset`` is the one entry point training and evaluation use. Frame datasets live here
-(``digits``, ``cifar``); event-camera datasets are read by ``neuro_agmm.events.datasets``
+(``digits``, ``cifar``); event-camera datasets are read by ``neuro_agmm.data.event_datasets``
 (imported lazily). No torch in this package.
 """
 

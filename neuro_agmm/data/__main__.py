@@ -8,7 +8,7 @@
   ``datasets/digits-dvs/samples/<label>/`` (inputs for ``python -m neuro_agmm.infer``).
 * ``info [--root datasets]``: per dataset, whether its files / caches are present.
 
-Thin layer over ``neuro_agmm.events.datasets``; user errors exit with code 2 and one line.
+Thin layer over ``neuro_agmm.data.event_datasets``; user errors exit with code 2 and one line.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ binning or training, and transforms know nothing about file formats.
   and, where it applies, the byte offset of the problem.
 * ``ReadStats``: what a reader skipped and why (nothing is dropped silently).
 
-Left out: any notion of labels or datasets (``neuro_agmm.events.datasets``) and any
+Left out: any notion of labels or datasets (``neuro_agmm.data.event_datasets``) and any
 file format (one module per format).
 """
 
