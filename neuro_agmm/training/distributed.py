@@ -202,7 +202,7 @@ def check_in_sync(model: torch.nn.Module, env: DistEnv) -> float:
     return float(worst)
 
 
-# --- a standalone data-parallel check (``torchrun --nproc_per_node 2 -m neuro_agmm.distributed``) ----------
+# --- a standalone data-parallel check (``torchrun --nproc_per_node 2 -m neuro_agmm.training.distributed``) ----------
 
 def _sync_check(out_dir: str, steps: int, allreduce: bool, seed: int, method: str, control_steps: int = 0) -> dict:
     """Train a tiny BSNN MLP data-parallel on random graded spikes; return this rank's sync report."""
@@ -292,9 +292,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m neuro_agmm.distributed",
+    ap = argparse.ArgumentParser(prog="python -m neuro_agmm.training.distributed",
                                  description="Data-parallel sync check: run under torchrun, e.g. "
-                                             "`torchrun --nproc_per_node 2 -m neuro_agmm.distributed --out DIR`. "
+                                             "`torchrun --nproc_per_node 2 -m neuro_agmm.training.distributed --out DIR`. "
                                              "Trains a tiny BSNN on random data, checks that all ranks hold "
                                              "identical parameters, and writes one artifact from rank 0.")
     ap.add_argument("--out", required=True, help="folder for model.h5 and sync_rank<r>.json")

@@ -8,7 +8,7 @@ so the methods differ only where they should. The trainer
   the data order of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation``, and
   ``torch.use_deterministic_algorithms(True)`` is on; same seed and thread count => identical
   weights => identical artifact weight bytes;
-* runs data-parallel with ``--distributed`` under torchrun (``neuro_agmm.distributed``: each rank
+* runs data-parallel with ``--distributed`` under torchrun (``neuro_agmm.training.distributed``: each rank
   takes every world-th sample of the same permutation, gradients are averaged after backward
   and before the callbacks' ``after_backward``, batch-norm statistics averaged at epoch end;
   ``--batch-size`` is the global batch; rank 0 alone writes files);

@@ -113,7 +113,7 @@ def test_forked_gloo_ranks_stay_in_sync_only_with_allreduce(tmp_path):
 @pytest.mark.slow
 def test_two_gloo_workers_under_torchrun_stay_in_sync_and_write_one_artifact(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "neuro_agmm.distributed",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "neuro_agmm.training.distributed",
            "--out", str(tmp_path), "--steps", "8", "--method", "agmm", "--control-steps", "2"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
