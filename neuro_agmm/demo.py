@@ -60,7 +60,7 @@ def run_demo(out: Path, epochs: int = 40, lava_samples: int = 360, crosscheck_sa
 
     _section(f"3/4 cross-check emulator / Brian2 / Lava spike for spike ({crosscheck_samples} samples) and energy")
     x, y = load_inputs(read_artifact(res.artifact_path), energy_samples, None, "datasets")
-    cc = crosscheck(res.artifact_path, x[:crosscheck_samples], progress=progress)
+    cc = crosscheck(res.artifact_path, x[:crosscheck_samples])
     print(cc.summary())
     cc.write_json(out / "crosscheck.json")
     rep = energy_report(res.artifact_path, x, y, out_dir=out / "energy")

@@ -61,8 +61,9 @@ def _per_sample(net: IntegerNetwork, inputs: np.ndarray, traces: list) -> BatchT
     """One-sample ``RunTrace``s as a ``BatchTrace``, counts taken from their spikes."""
     from hw_models.results import counts_from_spikes, stack_traces
 
-    spikes = [np.stack([t.spikes[k] for t in traces]) for k in range(len(net.layers))]
-    return stack_traces(traces, counts_from_spikes(net, inputs, spikes))
+    bt = stack_traces(traces, counts=[])
+    bt.counts = counts_from_spikes(net, inputs, bt.spikes)  # from the stacked trains, not a second stack
+    return bt
 
 
 @register("reference")

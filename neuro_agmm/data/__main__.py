@@ -13,7 +13,6 @@ Thin layer over ``neuro_agmm.data.event_datasets``; user errors exit with code 2
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Optional

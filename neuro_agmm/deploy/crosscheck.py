@@ -188,7 +188,7 @@ def float_agreement(art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
 
 def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BACKENDS, *,
                brian2_target: str = "numpy", lava_samples: int = 2, lava_timeout: Optional[float] = None,
-               float_model: bool = True, progress: bool = False) -> CrosscheckResult:
+               float_model: bool = True) -> CrosscheckResult:
     """Run ``backends`` on ``inputs`` ``(N, T, *input_shape)`` (or one sample) and compare with the reference.
 
     The emulator runs all N samples in one batch, Brian2 one run per sample, Lava the first

@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hw_models import energy_figures as ef
-from hw_models.results import BatchTrace
+from hw_models.results import BatchTrace, counts_from_spikes
 from hw_models.geometry import fan_out, synapse_list
 from hw_models.backends.emulator import run_batch
 from hw_models.integer_network import IntegerNetwork
@@ -112,17 +112,16 @@ def activity_from_spikes(net: IntegerNetwork, inputs: np.ndarray, spikes: Sequen
     b, t = x.shape[:2]
     if len(spikes) != len(net.layers):
         raise ValueError(f"{len(spikes)} spike trains for {len(net.layers)} layers")
+    trains = [np.asarray(sp_k).reshape(b, t, -1).astype(bool) for sp_k in spikes]
+    for layer, s in zip(net.layers, trains):
+        if s.shape[2] != layer.n_out:
+            raise ValueError(f"layer {layer.name!r}: spike train has {s.shape[2]} neurons, expected {layer.n_out}")
+    counts = counts_from_spikes(net, x, trains)  # input events, SynOps, spikes: the backends' own rule
     layer_in = x.reshape(b, t, -1) != 0
     graded = int(net.input_max) > 1
     out, per_sample = [], np.zeros(b, np.int64)
-    for k, layer in enumerate(net.layers):
-        s = np.asarray(spikes[k]).reshape(b, t, -1).astype(bool)
-        if s.shape[2] != layer.n_out:
-            raise ValueError(f"layer {layer.name!r}: spike train has {s.shape[2]} neurons, expected {layer.n_out}")
-        fan = fan_out(layer)
-        ev_per_in = layer_in.sum(axis=1).astype(np.int64)  # (B, n_in)
-        syn = ev_per_in @ fan
-        per_sample += syn
+    for k, (layer, s, c) in enumerate(zip(net.layers, trains, counts)):
+        per_sample += c.synops
         flat = layer_in.reshape(b * t, -1)
         if layer.kind == "dense":
             active = int(flat.any(axis=1).sum()) * layer.n_out
@@ -130,11 +129,12 @@ def activity_from_spikes(net: IntegerNetwork, inputs: np.ndarray, spikes: Sequen
             rows = sp.csr_matrix(flat.astype(np.float32)) @ _connectivity(layer)
             active = int((rows > 0).sum())
         out.append(LayerActivity(
-            name=layer.name, kind=layer.kind, n_in=layer.n_in, n_out=layer.n_out, n_synapses=int(fan.sum()),
-            n_params=int(np.asarray(layer.weight_mant).size), weight_bits=int(layer.weight_bits),
-            graded_input=graded and k == 0, input_events=float(ev_per_in.sum()) / b, synops=float(syn.sum()) / b,
-            neuron_updates=float(t * layer.n_out), active_updates=active / b, spikes=float(s.sum()) / b,
-            firing_rate=float(s.sum()) / (b * t * layer.n_out) if layer.n_out else 0.0))
+            name=layer.name, kind=layer.kind, n_in=layer.n_in, n_out=layer.n_out,
+            n_synapses=int(fan_out(layer).sum()), n_params=int(np.asarray(layer.weight_mant).size),
+            weight_bits=int(layer.weight_bits), graded_input=graded and k == 0,
+            input_events=float(c.input_events.sum()) / b, synops=float(c.synops.sum()) / b,
+            neuron_updates=float(t * layer.n_out), active_updates=active / b, spikes=float(c.spikes.sum()) / b,
+            firing_rate=float(c.spikes.sum()) / (b * t * layer.n_out) if layer.n_out else 0.0))
         layer_in = s
     return Activity(layers=out, n_samples=b, time_steps=t, per_sample_synops=per_sample)
 
