@@ -143,6 +143,16 @@ def step(state: CoreState, activation: np.ndarray, params: CoreParams) -> tuple[
     return spikes, CoreState(u, v)
 
 
+def shifted_bound(bound: int, weight_exp: int) -> int:
+    """Bound on ``|apply_weight_exp(acc, weight_exp)|`` given ``|acc| <= bound`` (a floor shift of a
+    negative value can round away from zero by one)."""
+    if weight_exp > 0:
+        return bound << weight_exp
+    if weight_exp < 0:
+        return (bound >> -weight_exp) + 1
+    return bound
+
+
 class StepBound(NamedTuple):
     """Magnitude bounds after one step, and whether the wrap (rule 2) or the clip (rule 3) may act."""
 
@@ -176,7 +186,9 @@ def run_bounds(a_max, b_max, ku: int, kv: int, steps: int, u0=0, v0=0) -> list[S
     for i in range(int(steps)):
         b = step_bound(u, v, a_max, b_max, ku, kv)
         out.append(b)
-        if np.array_equal(b.u, u) and np.array_equal(b.v, v):  # a fixed point: every later step is the same
+        same = (b.u == u and b.v == v) if isinstance(b.u, int) and isinstance(u, int) else \
+            (np.array_equal(b.u, u) and np.array_equal(b.v, v))
+        if same:  # a fixed point: every later step is the same
             out.extend([b] * (int(steps) - i - 1))
             break
         u, v = b.u, b.v

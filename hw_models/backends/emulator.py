@@ -41,6 +41,7 @@ Lava's per-layer delay (convert with ``core_spec.LAVA_DELAY_PER_LAYER``), torch.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from typing import Optional
 
@@ -48,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hw_models import core_spec
+from hw_models.backends import compiled
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.geometry import conv_geometry, conv_output_hw, synapse_list
 from hw_models.results import BatchTrace, LayerCounts, RunTrace
@@ -409,15 +411,6 @@ def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int,
     return a, bound
 
 
-def _shifted_bound(bound: int, weight_exp: int) -> int:
-    """Bound on ``|shift(acc, weight_exp)|`` given ``|acc| <= bound`` (as ``_activation_step_major``)."""
-    if weight_exp > 0:
-        return bound << weight_exp
-    if weight_exp < 0:
-        return (bound >> -weight_exp) + 1
-    return bound
-
-
 def _events_per_sample(x: np.ndarray, t: int, b: int) -> np.ndarray:
     """Nonzero entries of ``x`` ``(n, t*b)`` (columns time-major) per (neuron, sample): ``(n, b)`` int64."""
     if t == 1:
@@ -472,6 +465,29 @@ def _lif_checks(u_bnd: int, v_bnd: int, a_max: int, plan: "_LayerPlan", t: int
     return out, clean, u_bnd, v_bnd
 
 
+KERNELS = ("auto", "compiled", "numpy")
+_FALLBACK_NOTED = False
+
+
+def resolve_kernel(kernel: str) -> str:
+    """``"auto"`` -> ``"compiled"`` when numba is installed, else ``"numpy"`` (with a one-time warning);
+    asking for ``"compiled"`` without numba is an error, never a silent switch."""
+    global _FALLBACK_NOTED
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown emulator kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+    if kernel == "compiled" and not compiled.HAVE_NUMBA:
+        raise ValueError("the compiled emulator kernel needs numba (pip install numba); use kernel='numpy'")
+    if kernel == "auto":
+        if compiled.HAVE_NUMBA:
+            return "compiled"
+        if not _FALLBACK_NOTED:
+            warnings.warn("numba is not installed: the emulator uses its NumPy engine (same results, slower)",
+                          RuntimeWarning, stacklevel=3)
+            _FALLBACK_NOTED = True
+        return "numpy"
+    return kernel
+
+
 class Emulator:
     """Stateful batched emulator: ``B`` independent samples, state carried across calls.
 
@@ -484,20 +500,37 @@ class Emulator:
     them as read-only (the magnitude bounds carried between calls assume only ``run`` changes them).
     """
 
-    def __init__(self, net: IntegerNetwork, batch_size: int, sparse_threshold: Optional[float] = None):
-        net.validate()
+    def __init__(self, net: IntegerNetwork, batch_size: int, sparse_threshold: Optional[float] = None,
+                 kernel: str = "auto", workers: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.net = net
         self.batch_size = int(batch_size)
+        self.workers = int(workers)
         self.sparse_threshold = None if sparse_threshold is None else float(sparse_threshold)
-        self._plans = [_LayerPlan(layer) for layer in net.layers]
+        self.kernel = resolve_kernel(kernel)
+        if self.kernel == "compiled":
+            self._plan = compiled.plan_for(net)  # validated, cached per network object
+            self._plans = []
+        else:
+            net.validate()
+            self._plans = [_LayerPlan(layer) for layer in net.layers]
         self.last_paths: list[str] = []
         self.reset()
 
     def reset(self) -> None:
         """Zero all neuron state and counters (a new sample / stream)."""
         b = self.batch_size
+        if self.kernel == "compiled":  # (B, n) per layer, storage order (compiled.NetworkPlan)
+            self._cu = [np.zeros((b, lp.n_out), np.int32) for lp in self._plan.layers]
+            self._cv = [np.zeros((b, lp.n_out), np.int32) for lp in self._plan.layers]
+            self._totals = np.zeros((len(self._plan.layers), 4, b), np.int64)
+            self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
+            self._bounds = [(0, 0)] * len(self._plan.layers)
+            self.steps = 0
+            return
         # int32 state: u is wrapped to 24 bits (and cast to int32), v clipped to 24 bits, so both fit
         self._u = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
         self._v = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
@@ -508,13 +541,23 @@ class Emulator:
 
     @property
     def u(self) -> list[np.ndarray]:
-        """Current synaptic currents per layer, ``(B, n)`` int32 views."""
+        """Current synaptic currents per layer, ``(B, n)`` int32 (views for the NumPy engine)."""
+        if self.kernel == "compiled":
+            return [self._plan.to_natural(k, x) for k, x in enumerate(self._cu)]
         return [x.T for x in self._u]
 
     @property
     def v(self) -> list[np.ndarray]:
-        """Current voltages per layer, ``(B, n)`` int32 views."""
+        """Current voltages per layer, ``(B, n)`` int32 (views for the NumPy engine)."""
+        if self.kernel == "compiled":
+            return [self._plan.to_natural(k, x) for k, x in enumerate(self._cv)]
         return [x.T for x in self._v]
+
+    def readout_v(self) -> np.ndarray:
+        """The last layer's voltage ``(B, n_classes)`` int32 (cheaper than ``v[-1]``: one layer)."""
+        if self.kernel == "compiled":
+            return self._plan.to_natural(len(self._cv) - 1, self._cv[-1])
+        return self._v[-1].T
 
     def _check_inputs(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk)
@@ -522,7 +565,7 @@ class Emulator:
             raise ValueError(f"inputs must be integers (graded spikes), got {chunk.dtype}")
         if chunk.ndim < 2 or chunk.shape[0] != self.batch_size or \
                 (chunk.size // max(1, chunk.shape[0] * chunk.shape[1]) if chunk.size else
-                 int(np.prod(chunk.shape[2:]))) != self._plans[0].n_in:
+                 int(np.prod(chunk.shape[2:]))) != int(np.prod(self.net.input_shape)):
             raise ValueError(f"inputs have shape {chunk.shape}, expected "
                              f"(B={self.batch_size}, T, *{tuple(self.net.input_shape)})")
         if chunk.size and chunk.dtype.kind == "i" and chunk.min() < 0:
@@ -537,15 +580,16 @@ class Emulator:
         """
         spikes_out, v_out, u_out, counts = self.advance(chunk, record_v)
         return BatchTrace(spikes=spikes_out, v=v_out if record_v else None, u=u_out if record_v else None,
-                          final_v=[v.T.copy() for v in self._v],
-                          final_u=[u.T.copy() for u in self._u],
-                          predictions=np.argmax(self._v[-1], axis=0), counts=counts)
+                          final_v=[np.array(v) for v in self.v], final_u=[np.array(u) for u in self.u],
+                          predictions=self.predictions(), counts=counts)
 
     def advance(self, chunk: np.ndarray, record_v: bool = False
                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
         """``run`` without building the trace: ``(spikes, v, u, counts)`` per layer (``v``/``u`` empty
         lists unless ``record_v``); ``spikes[k]`` is ``(B, t, n_k)`` bool. The cheap call for streams."""
         chunk = self._check_inputs(chunk)
+        if self.kernel == "compiled":
+            return self._advance_compiled(chunk, record_v)
         b, t = chunk.shape[:2]
         # feature-major, columns in time-major order (t, b): x is (n_in, t*b); a layer's
         # activations are (n_out, t, b), so a step is the (n_out, b) slice [:, step]
@@ -579,7 +623,7 @@ class Emulator:
             # magnitude bounds (Python ints) prove when no wrap / clip can happen, skipping the checks;
             # first from the bounds carried over from the last call, then (if those do not suffice)
             # from the state itself
-            a_bnd = _shifted_bound(bound, plan.weight_exp)
+            a_bnd = core_spec.shifted_bound(bound, plan.weight_exp)
             u_bnd, v_bnd = self._bounds[k]
             checks, clean, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_bnd, plan, t)
             if not clean:
@@ -649,6 +693,20 @@ class Emulator:
         self.steps += t
         return spikes_out, v_out, u_out, counts
 
+    def _advance_compiled(self, chunk: np.ndarray, record_v: bool
+                          ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
+        plan = self._plan
+        b, t = chunk.shape[:2]
+        c = np.zeros((len(plan.layers), b, 4), np.int64)
+        s, vr, ur = compiled.run_split(plan, chunk, self._cu, self._cv, record_v, c, self._bounds, self.workers)
+        rows = np.ascontiguousarray(c.transpose(0, 2, 1))
+        self._totals += rows
+        self.last_paths = ["compiled"] * len(plan.layers)
+        self.steps += t
+        nat = plan.to_natural
+        return (s, [nat(k, x) for k, x in enumerate(vr)], [nat(k, x) for k, x in enumerate(ur)],
+                [LayerCounts.of_rows(r) for r in rows])
+
     def step(self, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step on ``x_t`` ``(B, *input_shape)``; returns the last layer's ``(spikes (B, n) bool, v (B, n) int32)``."""
         x_t = np.asarray(x_t)
@@ -657,16 +715,21 @@ class Emulator:
 
     def predictions(self) -> np.ndarray:
         """``argmax`` of the last layer's current voltage, ``(B,)`` (lowest index wins ties)."""
-        return np.argmax(self._v[-1], axis=0)
+        return np.argmax(self.readout_v(), axis=1)
 
 
 def run_batch(net: IntegerNetwork, inputs: np.ndarray, record_v: bool = False,
-              sparse_threshold: Optional[float] = None) -> BatchTrace:
-    """Run ``B`` samples ``inputs`` ``(B, T, *input_shape)`` from zero state, canonical schedule."""
+              sparse_threshold: Optional[float] = None, kernel: str = "auto", workers: int = 1) -> BatchTrace:
+    """Run ``B`` samples ``inputs`` ``(B, T, *input_shape)`` from zero state, canonical schedule.
+
+    ``kernel``: ``"compiled"`` (numba), ``"numpy"`` or ``"auto"`` (compiled when numba is installed);
+    ``workers`` threads split the batch (compiled kernel only; the NumPy engine ignores it).
+    """
     inputs = np.asarray(inputs)
     if inputs.ndim < 2:
         raise ValueError(f"inputs have shape {inputs.shape}, expected (B, T, *input_shape)")
-    return Emulator(net, inputs.shape[0], sparse_threshold=sparse_threshold).run(inputs, record_v=record_v)
+    return Emulator(net, inputs.shape[0], sparse_threshold=sparse_threshold, kernel=kernel,
+                    workers=workers).run(inputs, record_v=record_v)
 
 
 def run_single(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:

@@ -11,6 +11,8 @@ from hw_models.backends import emulator as em
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.backends.reference import run_reference
 
+KERNELS = ("numpy", "compiled")  # the fallback engine and the numba kernel: both must be bit-exact
+
 
 def assert_same(net, x, tr, b=0):
     ref = run_reference(net, x)
@@ -34,14 +36,14 @@ LAYOUTS = [
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), layout=st.sampled_from(LAYOUTS), t_steps=st.integers(1, 8),
        density=st.floats(0.0, 1.0), imax=st.integers(1, 20), sparse=st.sampled_from([0.0, 1.0, em.SPARSE_THRESHOLD]),
-       binary=st.booleans())
-def test_random_networks_bit_exact(seed, layout, t_steps, density, imax, sparse, binary):
+       binary=st.booleans(), kernel=st.sampled_from(KERNELS))
+def test_random_networks_bit_exact(seed, layout, t_steps, density, imax, sparse, binary, kernel):
     rng = np.random.default_rng(seed)
     shape, layers = layout
     net = em.random_network(rng, shape, layers, vth_range=(1, 24), binary_hidden=binary, input_max=imax)
     b = 3
     x = rng.integers(0, imax + 1, (b, t_steps) + shape) * (rng.random((b, t_steps) + shape) < density)
-    tr = em.run_batch(net, x, record_v=True, sparse_threshold=sparse)
+    tr = em.run_batch(net, x, record_v=True, sparse_threshold=sparse, kernel=kernel)
     for i in range(b):
         assert_same(net, x[i], tr, i)
 
@@ -52,7 +54,7 @@ def test_paths_all_agree_and_are_used():
     x = rng.integers(0, 3, (4, 6, 2, 9, 9)) * (rng.random((4, 6, 2, 9, 9)) < 0.02)
     runs = {}
     for thr in (0.0, 1.0):
-        emu = em.Emulator(net, 4, sparse_threshold=thr)
+        emu = em.Emulator(net, 4, sparse_threshold=thr, kernel="numpy")
         runs[thr] = emu.run(x, record_v=True)
         assert emu.last_paths[0] == ("unrolled" if thr == 0.0 else "sparse")
     for k in range(3):
@@ -77,18 +79,20 @@ def _one_layer(w, du=4095, dv=0, vth=10, bias_mant=0, bias_exp=0, weight_exp=0):
     ([[255], [-256]], 1 << 24, 4095, 2048, core_spec.VTH_MAX, 0, 0, 2),  # int32 wrap of the activation
     ([[255], [-255]], 1 << 45, 0, 2048, core_spec.VTH_MAX, 0, 0, -3),  # beyond float64: exact int64 route
 ])
-def test_edge_cases(w, xval, du, dv, vth, bm, be, we):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_edge_cases(w, xval, du, dv, vth, bm, be, we, kernel):
     net = _one_layer(np.array(w), du=du, dv=dv, vth=vth, bias_mant=bm, bias_exp=be, weight_exp=we)
     x = np.zeros((12, 1), np.int64)
     x[::2] = xval
-    tr = em.run_batch(net, x[None], record_v=True)
+    tr = em.run_batch(net, x[None], record_v=True, kernel=kernel)
     assert_same(net, x, tr)
 
 
-def test_wrap_and_saturation_are_reached():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_wrap_and_saturation_are_reached(kernel):
     net = _one_layer(np.array([[255], [-256]]), du=0, dv=0, vth=core_spec.VTH_MAX)
     x = np.full((6, 1), 600, np.int64)
-    tr = em.run_batch(net, x[None], record_v=True)
+    tr = em.run_batch(net, x[None], record_v=True, kernel=kernel)
     assert_same(net, x, tr)
     u = tr.u[0][0]
     assert np.any(np.diff(u[:, 0]) < 0), "positive current should wrap"
@@ -107,12 +111,13 @@ def test_fast_lif_matches_core_spec(u, v, a, du, dv, bias, vth):
     assert (int(uf[0]), int(vf[0]), bool(sf[0])) == (int(ur[0]), int(vr[0]), bool(sr[0]))
 
 
-def test_streaming_equals_one_shot_and_counters_accumulate():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_streaming_equals_one_shot_and_counters_accumulate(kernel):
     rng = np.random.default_rng(7)
     net = em.random_network(rng, (2, 6, 6), (("conv", 3, 3, 2, 1), ("dense", 8), ("dense", 4)), vth_range=(1, 8))
     x = rng.integers(0, 3, (5, 9, 2, 6, 6))
-    whole = em.run_batch(net, x, record_v=True)
-    emu = em.Emulator(net, 5)
+    whole = em.run_batch(net, x, record_v=True, kernel="numpy")
+    emu = em.Emulator(net, 5, kernel=kernel)
     parts = [emu.run(x[:, :4], record_v=True), emu.step(x[:, 4]), emu.run(x[:, 5:], record_v=True)]
     for k in range(3):
         np.testing.assert_array_equal(np.concatenate([parts[0].spikes[k], whole.spikes[k][:, 4:5],
@@ -192,31 +197,32 @@ def test_fast_lif_power_of_two_decays(du, dv):
         np.testing.assert_array_equal(sf, sr)
 
 
-@pytest.mark.parametrize("thr", [None, 0.0, 1.0])
+@pytest.mark.parametrize("kernel, thr", [("numpy", None), ("numpy", 0.0), ("numpy", 1.0), ("compiled", None)])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_single_sample_stepping_matches_reference(layout, thr):
+def test_single_sample_stepping_matches_reference(layout, thr, kernel):
     """Batch 1, one step per call (the streaming case): every accumulation path, carried bounds."""
     rng = np.random.default_rng(len(layout[1]) * 10 + (3 if thr is None else int(thr)))
     shape, layers = layout
     net = em.random_network(rng, shape, layers, vth_range=(1, 24), input_max=5)
     x = rng.integers(0, 6, (10,) + shape) * (rng.random((10,) + shape) < 0.3)
     x[3] = 0  # an all-zero step: only the decays act
-    emu = em.Emulator(net, 1, sparse_threshold=thr)
+    emu = em.Emulator(net, 1, sparse_threshold=thr, kernel=kernel)
     steps = [emu.run(x[None, t:t + 1], record_v=True) for t in range(len(x))]
     ref = run_reference(net, x)
     for k in range(len(net.layers)):
         np.testing.assert_array_equal(np.concatenate([s.spikes[k][0] for s in steps]), ref.spikes[k])
         np.testing.assert_array_equal(np.concatenate([s.v[k][0] for s in steps]), ref.v[k])
         np.testing.assert_array_equal(np.concatenate([s.u[k][0] for s in steps]), ref.u[k])
-    assert emu.last_paths[0] in ("sparse", "dense", "unrolled", "empty")
+    assert emu.last_paths[0] in ("sparse", "dense", "unrolled", "empty", "compiled")
 
 
-def test_wrap_and_saturation_when_stepping():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_wrap_and_saturation_when_stepping(kernel):
     """Bounds carried from call to call must still catch the 24-bit wrap and the voltage clip."""
     net = _one_layer(np.array([[255], [-256], [3]]), du=0, dv=0, vth=core_spec.VTH_MAX)
     x = np.full((8, 1), 600, np.int64)
     x[5] = 0
-    emu = em.Emulator(net, 1)
+    emu = em.Emulator(net, 1, kernel=kernel)
     steps = [emu.run(x[None, t:t + 1], record_v=True) for t in range(len(x))]
     ref = run_reference(net, x)
     np.testing.assert_array_equal(np.concatenate([s.u[0][0] for s in steps]), ref.u[0])
@@ -230,10 +236,10 @@ def test_int32_loop_equals_int64_loop():
     for layer, (du, dv) in zip(net.layers, [(4095, 2048), (2047, 3072), (4095, 0)]):
         layer.du, layer.dv = du, dv
     x = rng.integers(0, 3, (3, 7, 2, 8, 8))
-    fast = em.Emulator(net, 3)
+    fast = em.Emulator(net, 3, kernel="numpy")
     tr_fast = fast.run(x, record_v=True)
     assert all(p.int32_ok for p in fast._plans)
-    slow = em.Emulator(net, 3)
+    slow = em.Emulator(net, 3, kernel="numpy")
     for p in slow._plans:
         p.int32_ok = False
     tr_slow = slow.run(x, record_v=True)
@@ -254,12 +260,12 @@ def test_conv_im2col_and_unrolled_paths(monkeypatch, min_cols, max_work):
     shape, layers = (3, 5, 9), (("conv", 2, 3, 2, 2), ("conv", 2, 1, 1, 0), ("dense", 3))
     net = em.random_network(rng, shape, layers, vth_range=(1, 8))
     x = rng.integers(0, 3, (2, 5) + shape)
-    emu = em.Emulator(net, 2, sparse_threshold=0.0)
+    emu = em.Emulator(net, 2, sparse_threshold=0.0, kernel="numpy")
     tr = emu.run(x, record_v=True)
     assert emu.last_paths[0] == ("im2col" if max_work == 0 else "unrolled")
     for b in range(2):
         assert_same(net, x[b], tr, b)
-    one = em.Emulator(net, 1, sparse_threshold=0.0)
+    one = em.Emulator(net, 1, sparse_threshold=0.0, kernel="numpy")
     steps = [one.run(x[:1, t:t + 1], record_v=True) for t in range(5)]
     for k in range(3):
         np.testing.assert_array_equal(np.concatenate([s.v[k][0] for s in steps]), tr.v[k][0])
