@@ -117,3 +117,24 @@ def counts_from_spike_counts(net: "IntegerNetwork", inputs: np.ndarray,
 def counts_from_spikes(net: "IntegerNetwork", inputs: np.ndarray, spikes: Sequence[np.ndarray]) -> list[LayerCounts]:
     """``LayerCounts`` from spike trains ``spikes[k]`` ``(B, T, n_k)``."""
     return counts_from_spike_counts(net, inputs, [np.asarray(s).sum(axis=1) for s in spikes])
+
+
+def active_updates(layer, rows: np.ndarray) -> np.ndarray:
+    """Neurons of ``layer`` that receive at least one synaptic event, per row of ``rows`` ``(N, n_in)`` (one row =
+    one sample-step of the layer's input; nonzero = an event). ``(N,)`` int64.
+
+    The energy model's *active* neuron update: a dense layer's every neuron when any input is active; a conv
+    layer's neurons whose receptive field (``geometry.synapse_list``) holds an active input.
+    """
+    import scipy.sparse as sp
+
+    from hw_models.geometry import synapse_list
+
+    nz = np.asarray(rows).reshape(len(rows), -1) != 0
+    if layer.kind == "dense":
+        return nz.any(axis=1).astype(np.int64) * layer.n_out
+    pre, post, _ = synapse_list(layer)
+    conn = sp.csr_matrix((np.ones(pre.size, np.float32), (pre, post)), shape=(layer.n_in, layer.n_out))
+    hit = sp.csr_matrix(nz.astype(np.float32)) @ conn
+    return np.asarray((hit > 0).sum(axis=1)).reshape(-1).astype(np.int64)
+

@@ -47,15 +47,24 @@ except ImportError:  # pragma: no cover - exercised by the fallback test with a 
 _MAX = core_spec.MAX_UV
 _SHIFT = core_spec.DECAY_SHIFT
 _ACT = core_spec.ACT_SHIFT
-_COUNT_FIELDS = 4  # input_events, synops, neuron_updates, spikes (hw_models.results.LayerCounts order)
+_COUNT_FIELDS = 5  # input_events, synops, neuron_updates, spikes (LayerCounts order), active neuron updates
 
 
-def _jit(fn):
+def jit(fn):
+    """``numba.njit`` as every kernel of the project uses it (no GIL, cached on disk); identity without numba."""
     return numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False)(fn) if HAVE_NUMBA else fn
+
+
+_jit = jit
 
 
 def _inline(fn):
     return numba.njit(inline="always", cache=True)(fn) if HAVE_NUMBA else fn
+
+# columns of the per-layer parameter table handed to the kernel (LayerPlan.params)
+(P_KIND, P_CIN, P_COUT, P_K, P_IN_HWC, P_WEXP, P_KU, P_KV, P_LSH, P_RSH, P_SHU, P_MASKU, P_SHV, P_SOFF,
+ P_SPAD, P_ROFF, P_NOUT, P_WOFF, P_WROWS, P_WCOLS, P_TPOFF, P_TOFF, P_NTAPS, P_DIVSH) = range(24)
+N_PARAMS = 24
 
 
 @_inline
@@ -118,109 +127,167 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
 
 
 @_inline
-def _neurons(acc, fast, p64, p32, u, v, s_row, v_rec, u_rec, record):
-    """One step of the layer's neurons (``_lif32`` when proved safe, else ``_lif64``). Spikes are counted
-    afterwards by ``run_layers`` (``np.count_nonzero``: a counter here stops the LIF loop vectorising)."""
-    if fast:
-        _lif32(acc, p32[0], p32[1], p32[2], p32[3], p32[4], p32[5], p32[6], u, v, s_row)
+def _active_inputs(xs, xs64, evbuf):
+    """Indices of the nonzero entries of ``xs`` into ``evbuf``; returns their number.
+
+    ``xs64`` is the same row seen as 8-byte words (uint8 rows whose length is a multiple of 8; else empty):
+    zero words are skipped whole, so a sparse row costs about one load per 8 inputs."""
+    n = 0
+    if xs64.shape[0] > 0:
+        for wi in range(xs64.shape[0]):
+            if xs64[wi] != 0:
+                base = wi * 8
+                for k in range(8):
+                    if xs[base + k] != 0:
+                        evbuf[n] = base + k
+                        n += 1
     else:
-        _lif64(acc, p64[0], p64[1], p64[2], p64[3], p64[4], u, v, s_row)
-    if record:
-        for j in range(v.shape[0]):
-            v_rec[j] = v[j]
-            u_rec[j] = u[j]
+        for i in range(xs.shape[0]):
+            if xs[i] != 0:
+                evbuf[n] = i
+                n += 1
+    return n
 
 
-@_jit
-def _dense_chunk(x, wT, fan, fast, p64, p32, u, v, acc, spikes, v_rec, u_rec, record, counts):
-    """A dense layer over ``x`` ``(B, T, n_in)``: gather-add the weight rows of the active inputs, then LIF."""
-    n_b, n_t, n_in = x.shape
-    n_out = wT.shape[1]
-    for b in range(n_b):
-        for t in range(n_t):
-            n_ev = 0
-            syn = 0
-            for i in range(n_in):
-                xv = x[b, t, i]
-                if xv != 0:
-                    n_ev += 1
-                    syn += fan[i]
-                    if xv == 1:  # 2-D indexing, not a row view: a view per event costs a refcount pair
-                        for j in range(n_out):
-                            acc[j] += wT[i, j]
-                    else:
-                        for j in range(n_out):
-                            acc[j] += xv * wT[i, j]
-            _neurons(acc, fast, p64, p32, u[b], v[b], spikes[b, t], v_rec[b, t] if record else v_rec[0, 0],
-                             u_rec[b, t] if record else u_rec[0, 0], record)
-            counts[b, 0] += n_ev
-            counts[b, 1] += syn
-            counts[b, 2] += n_out
+@_inline
+def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs,
+                accs, spikes, v_rec, u_rec, record, counts, evbuf, touched, touched_list):
+    """Layer ``k`` for sample ``b``, step ``t``, on input row ``xs``: rules 1-4 of ``core_spec``.
 
-
-@_jit
-def _conv_chunk(x, wk, in_c, in_pos, fan, tap_ptr, tap_out, tap_k, fast, p64, p32, u, v, acc, spikes,
-                v_rec, u_rec, record, counts):
-    """A conv layer over ``x`` ``(B, T, n_in)`` (network order, decoded by ``in_c``/``in_pos``); neurons HWC.
-
-    ``wk`` is ``(C_in, kH*kW, C_out)``. The taps of input position ``p`` (``tap_ptr[p]:tap_ptr[p+1]``) list
-    the outputs it reaches: ``tap_out`` is the output position ``oy * W_out + ox``, ``tap_k`` the kernel offset.
-    One event adds a contiguous run of ``C_out`` weights per tap.
+    Dense: each active input adds its weight row. Conv (``par[k, P_KIND] == 1``): input ``i`` is ``c * HW + p``
+    (network order) or, after a conv layer, ``p * C_in + c`` (channel-last); each tap of position ``p``
+    (``output position << 8 | kernel offset``) adds the contiguous ``C_out`` weights of row ``c * K + offset``
+    to the channel-last accumulators of that output position. Active neuron updates (neurons that received an
+    event, ``hw_models.results.active_updates``): a dense layer's all when any input is active; a conv layer's
+    ``C_out`` per distinct output position reached (``touched`` flags, cleared after the step).
     """
-    n_b, n_t, n_in = x.shape
-    c_out = wk.shape[2]
-    n_out = acc.shape[0]
-    n_pos = n_out // c_out
-    acc2 = acc.reshape((n_pos, c_out))  # (output position, channel)
-    s_hwc = np.empty(n_out, np.uint8)
+    n_ev = _active_inputs(xs, xs64, evbuf)
+    woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
+    w = weights[woff:woff + rows * cols].reshape((rows, cols))
+    soff, roff, n_out = par[k, P_SOFF], par[k, P_ROFF], par[k, P_NOUT]
+    acc = accs[roff:roff + n_out]
+    syn = 0
+    n_active = 0
+    if par[k, P_KIND] == 0:
+        for e in range(n_ev):
+            i = evbuf[e]
+            xv = xs[i]
+            if xv == 1:  # 2-D indexing, not a row view: a view per event costs a refcount pair
+                for j in range(n_out):
+                    acc[j] += w[i, j]
+            else:
+                for j in range(n_out):
+                    acc[j] += xv * w[i, j]
+        syn = n_ev * n_out
+        n_active = n_out if n_ev > 0 else 0
+    else:
+        c_in, c_out, n_k, in_hwc, div_sh = par[k, P_CIN], par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC], par[k, P_DIVSH]
+        hw = xs.shape[0] // c_in
+        acc2 = acc.reshape((n_out // c_out, c_out))
+        tp = tap_ptr[par[k, P_TPOFF]:par[k, P_TPOFF] + hw + 1]
+        tq = taps[par[k, P_TOFF]:par[k, P_TOFF] + par[k, P_NTAPS]]
+        for e in range(n_ev):
+            i = evbuf[e]
+            xv = xs[i]
+            # split i into (c, p): a shift when the divisor is a power of two (a 64-bit division per event
+            # cost as much as the event's additions)
+            if in_hwc:
+                p = i >> div_sh if div_sh >= 0 else i // c_in
+                c = i - p * c_in
+            else:
+                c = i >> div_sh if div_sh >= 0 else i // hw
+                p = i - c * hw
+            q0, q1 = tp[p], tp[p + 1]
+            syn += (q1 - q0) * c_out
+            for q in range(q0, q1):
+                op, row = tq[q] >> 8, c * n_k + (tq[q] & 255)
+                if touched[op] == 0:
+                    touched[op] = 1
+                    touched_list[n_active] = op
+                    n_active += 1
+                if xv == 1:
+                    for o in range(c_out):
+                        acc2[op, o] += w[row, o]
+                else:
+                    for o in range(c_out):
+                        acc2[op, o] += xv * w[row, o]
+        for m in range(n_active):
+            touched[touched_list[m]] = 0
+        n_active *= c_out
+    u, v, s_row = us[b, roff:roff + n_out], vs[b, roff:roff + n_out], spikes[b, t, soff:soff + n_out]
+    if fast[k]:
+        _lif32(acc, par[k, P_LSH], par[k, P_RSH], par[k, P_SHU], par[k, P_MASKU], par[k, P_SHV],
+               bias32[roff:roff + n_out], vth32[roff:roff + n_out], u, v, s_row)
+    else:
+        _lif64(acc, par[k, P_WEXP], par[k, P_KU], par[k, P_KV], bias64[roff:roff + n_out], vth64[roff:roff + n_out],
+               u, v, s_row)
+    n_spk = 0
+    for j in range(n_out):
+        n_spk += s_row[j]
+    if record:
+        for j in range(n_out):
+            v_rec[b, t, roff + j] = v[j]
+            u_rec[b, t, roff + j] = u[j]
+    counts[k, b, 0] += n_ev
+    counts[k, b, 1] += syn
+    counts[k, b, 2] += n_out
+    counts[k, b, 3] += n_spk
+    counts[k, b, 4] += n_active
+
+
+@_jit
+def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
+                 spike_words, v_rec, u_rec, record, counts, evbuf, touched, touched_list):
+    """Every layer over every sample and step of ``x`` ``(B, T, n_in)``; one call per chunk.
+
+    Layer ``k``'s spikes of step ``t`` are ``spikes[b, t, soff:soff + n]`` (storage order; ``soff`` a multiple of
+    8, the segment padded with zeros to whole words, seen by ``spike_words``) and are the input row of layer
+    ``k + 1`` in that step (the network is feed-forward: layer ``k`` can run the whole chunk first). State (``us``, ``vs``: ``(B, N)``), accumulators (``(N,)``) and records
+    (``(B, T, N)``) put layer ``k`` at column ``roff``; so do the registers (``bias*``, ``vth*``). Weights and tap
+    tables are every layer's, concatenated (offsets in ``par``): flat arrays, because each typed-list
+    argument cost about 2 µs to pass, which at one step per call was a tenth of the budget."""
+    n_b, n_t = x.shape[0], x.shape[1]
+    n_layers = par.shape[0]
+    # layer by layer (each layer's weights stay in cache over the whole chunk), then sample, then step
     for b in range(n_b):
         for t in range(n_t):
-            n_ev = 0
-            syn = 0
-            for i in range(n_in):
-                xv = x[b, t, i]
-                if xv == 0:
-                    continue
-                n_ev += 1
-                syn += fan[i]
-                c, pos = in_c[i], in_pos[i]
-                for q in range(tap_ptr[pos], tap_ptr[pos + 1]):
-                    # 2-D indexing (no views: a view per tap costs a refcount pair); the inner index is the
-                    # loop counter, so the add vectorises
-                    op, kk = tap_out[q], tap_k[q]
-                    if xv == 1:
-                        for o in range(c_out):
-                            acc2[op, o] += wk[c, kk, o]
-                    else:
-                        for o in range(c_out):
-                            acc2[op, o] += xv * wk[c, kk, o]
-            _neurons(acc, fast, p64, p32, u[b], v[b], s_hwc, v_rec[b, t] if record else v_rec[0, 0],
-                     u_rec[b, t] if record else u_rec[0, 0], record)
-            s_chw = spikes[b, t]  # spikes leave in network order (C, H, W): the next layer reads them so
-            for q in range(n_pos):
-                for o in range(c_out):
-                    s_chw[o * n_pos + q] = s_hwc[q * c_out + o]
-            counts[b, 0] += n_ev
-            counts[b, 1] += syn
-            counts[b, 2] += n_out
+            _layer_step(0, x[b, t], x64[b, t], b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32,
+                        us, vs, accs, spikes, v_rec, u_rec, record, counts, evbuf, touched, touched_list)
+    for k in range(1, n_layers):
+        so, n, pad = par[k - 1, P_SOFF], par[k - 1, P_NOUT], par[k - 1, P_SPAD]
+        for b in range(n_b):
+            for t in range(n_t):
+                _layer_step(k, spikes[b, t, so:so + n], spike_words[b, t, so // 8:(so + pad) // 8], b, t, par, fast,
+                            weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes, v_rec, u_rec,
+                            record, counts, evbuf, touched, touched_list)
 
 
-def _conv_taps(layer: IntLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per input position ``y * W + x``: the ``(output position, kernel offset)`` pairs it reaches."""
+@_jit
+def _max_u8(x):
+    m = 0
+    for i in range(x.shape[0]):
+        m = max(m, x[i])
+    return m
+
+
+def _conv_taps(layer: IntLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Per input position ``y * W + x``: the ``output position << 8 | kernel offset`` taps it reaches (int32)."""
     _, h, w = layer.in_shape
     c_out, ho, wo = layer.out_shape
     kh, kw = np.asarray(layer.weight_mant).shape[2:]
+    if kh * kw > 256 or ho * wo >= 1 << 23:
+        raise ValueError(f"layer {layer.name!r}: kernel {kh}x{kw} or output map {ho}x{wo} too large for the "
+                         "compiled kernel's tap table; use kernel='numpy'")
     (sh, sw), (ph, pw) = layer.stride, layer.padding
     oy, ox, ky, kx = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(kh), np.arange(kw), indexing="ij")
     y, x = oy * sh - ph + ky, ox * sw - pw + kx
     ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
     pos = (y * w + x)[ok]
     order = np.argsort(pos, kind="stable")
-    ptr = np.zeros(h * w + 1, np.int64)
+    ptr = np.zeros(h * w + 1, np.int32)
     np.cumsum(np.bincount(pos, minlength=h * w), out=ptr[1:])
-    out_pos = (oy * wo + ox)[ok][order]
-    k = (ky * kw + kx)[ok][order]
-    return ptr, out_pos.astype(np.int64), k.astype(np.int64)
+    packed = ((oy * wo + ox) << 8 | (ky * kw + kx))[ok][order]
+    return ptr, packed.astype(np.int32)
 
 
 def _decay_shift(k: int) -> Optional[tuple[int, int]]:
@@ -243,7 +310,7 @@ def _smallest_int(lo: int, hi: int, choices=(np.int8, np.int16, np.int32)) -> np
 
 @dataclass
 class LayerPlan:
-    """One layer as the kernels take it: weights, registers (conv: channel-last), input decoding tables."""
+    """One layer as the kernel takes it: weights, registers (conv: channel-last), the conv's tap table."""
 
     kind: str
     n_in: int
@@ -253,26 +320,38 @@ class LayerPlan:
     kv: int
     bias: np.ndarray  # (n_out,) int64, storage order (conv: channel-last)
     vth64: np.ndarray  # (n_out,) int64, storage order
-    fan: np.ndarray  # (n_in,) int64 structural fan-out per input
-    weights: np.ndarray  # dense: (n_in, n_out); conv: (C_in, kH*kW, C_out)
+    weights: np.ndarray  # int64 for now (NetworkPlan narrows all layers to one type): dense (n_in, n_out), conv (C_in*K, C_out)
     acc_bound: int  # max over neurons of sum |w| (bounds |acc| per unit of input)
-    in_decode: Optional[tuple[np.ndarray, np.ndarray]]  # conv: (c, y * W + x) per input index
-    taps: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]  # conv: _conv_taps
+    c_in: int  # conv: input channels
+    n_k: int  # conv: kernel offsets K = kH * kW
+    in_hwc: bool  # inputs arrive channel-last (from a conv layer) rather than in network order
+    taps: Optional[tuple[np.ndarray, np.ndarray]]  # conv: _conv_taps
     hwc: Optional[tuple[int, int]]  # conv: (C_out, H_out * W_out), the channel-last state's shape
     b_max: int = 0  # max |bias|
-    p64: tuple = ()  # _lif64's registers: (weight_exp, ku, kv, bias, vth64)
-    p32: Optional[tuple] = None  # _lif32's: (lsh, rsh, shu, mask_u, shv, bias32, vth32); None: not shift-only
+    p32: Optional[tuple] = None  # the int32 path's (lsh, rsh, shu, mask_u, shv); None: decays not shift-only
 
     def __post_init__(self):
         self._safe_memo: dict = {}
+        self._call_memo: dict = {}
         self.b_max = int(np.abs(self.bias).max(initial=0))
-        self.p64 = (self.weight_exp, self.ku, self.kv, self.bias, self.vth64)
         shifts = [_decay_shift(k) for k in (self.ku, self.kv)]
         if None not in shifts and self.b_max < _MAX and int(self.vth64.max(initial=0)) <= core_spec.INT32_MAX:
             (shu, mask_u), (shv, _) = shifts
             we = self.weight_exp
-            self.p32 = (max(we, 0), max(-we, 0), shu, mask_u, shv, self.bias.astype(np.int32),
-                        self.vth64.astype(np.int32))
+            self.p32 = (max(we, 0), max(-we, 0), shu, mask_u, shv)
+
+    def params(self) -> np.ndarray:
+        """This layer's row of the kernel's parameter table (``P_*`` columns)."""
+        row = np.zeros(N_PARAMS, np.int64)
+        row[[P_KIND, P_CIN, P_COUT, P_K, P_IN_HWC, P_WEXP, P_KU, P_KV]] = [
+            self.kind == "conv", self.c_in, self.hwc[0] if self.hwc else 0, self.n_k, self.in_hwc, self.weight_exp,
+            self.ku, self.kv]
+        if self.p32 is not None:
+            row[[P_LSH, P_RSH, P_SHU, P_MASKU, P_SHV]] = self.p32
+        if self.kind == "conv":
+            d = self.c_in if self.in_hwc else self.n_in // self.c_in  # the divisor that splits an input index
+            row[P_DIVSH] = d.bit_length() - 1 if d & (d - 1) == 0 else -1
+        return row
 
     def int32_safe(self, a_max: int, steps: int, u_bnd: int, v_bnd: int) -> tuple[bool, int, int]:
         """Whether ``_lif32`` is exact for ``steps`` steps from state bounds ``u_bnd``/``v_bnd`` with activations
@@ -291,39 +370,31 @@ class LayerPlan:
             self._safe_memo[key] = hit
         return hit
 
-    def acc_dtype(self, x_max: int) -> np.dtype:
-        """The narrowest of int16 / int32 / int64 that holds ``sum |w| * x_max`` (so every sum is exact)."""
-        bound = self.acc_bound * max(1, x_max)
-        return _smallest_int(-bound, bound, (np.int16, np.int32))
 
-
-def _layer_plan(layer: IntLayer) -> LayerPlan:
-    """The plan of ``layer``: its input arrives in network order (every layer emits its spikes so)."""
-    w = np.asarray(layer.weight_mant)
-    wdt = _smallest_int(int(w.min(initial=0)), int(w.max(initial=0)), (np.int8, np.int16))
+def _layer_plan(layer: IntLayer, in_hwc: Optional[tuple[int, int]]) -> LayerPlan:
+    """The plan of ``layer``; ``in_hwc`` = ``(C, HW)`` when its input is a conv layer's channel-last spikes."""
+    w = np.asarray(layer.weight_mant, np.int64)
     n_in, n_out = layer.n_in, layer.n_out
     bias = np.asarray(layer.bias, np.int64).reshape(-1)
-    vth64 = np.ascontiguousarray(np.broadcast_to(core_spec.scaled_threshold(layer.vth), (n_out,)), np.int64)
+    vth64 = np.array(np.broadcast_to(core_spec.scaled_threshold(layer.vth), (n_out,)), np.int64)  # writable copy
     if layer.kind == "dense":
-        weights = np.ascontiguousarray(w.T, wdt)
-        fan = np.full(n_in, n_out, np.int64)
-        acc_bound = int(np.abs(w.astype(np.int64)).sum(axis=1).max(initial=0))
-        decode, taps, hwc = None, None, None
+        weights = (w if in_hwc is None else _to_hwc(w, in_hwc)).T  # rows in the order the inputs arrive
+        acc_bound = int(np.abs(w).sum(axis=1).max(initial=0))
+        taps, hwc, c_in, n_k = None, None, 0, 0
     else:
-        pre, post, wl = synapse_list(layer)
-        fan = np.bincount(pre, minlength=n_in).astype(np.int64)
+        if in_hwc is not None and in_hwc[0] != layer.in_shape[0]:
+            raise ValueError(f"layer {layer.name!r}: input channels {layer.in_shape[0]} != {in_hwc[0]}")
+        _, post, wl = synapse_list(layer)
         acc_bound = int(np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=n_out).max(initial=0))
-        c_out, c_in = w.shape[:2]
-        weights = np.ascontiguousarray(w.transpose(1, 2, 3, 0).reshape(c_in, -1, c_out), wdt)  # (C_in, kH*kW, C_out)
-        _, h, wd = layer.in_shape
-        cc, pos = np.divmod(np.arange(n_in), h * wd)
-        decode = (cc.astype(np.int64), pos.astype(np.int64))
+        c_out, c_in, kh, kw = w.shape
+        n_k = kh * kw
+        weights = w.transpose(1, 2, 3, 0).reshape(c_in * n_k, c_out)  # row c * K + offset: C_out weights
         taps = _conv_taps(layer)
         hwc = (c_out, int(layer.out_shape[1]) * int(layer.out_shape[2]))
         bias, vth64 = _to_hwc(bias, hwc), _to_hwc(vth64, hwc)
     return LayerPlan(layer.kind, n_in, n_out, int(layer.weight_exp), core_spec.current_decay_factor(layer.du),
                      core_spec.voltage_decay_factor(layer.dv), np.ascontiguousarray(bias), np.ascontiguousarray(vth64),
-                     fan, weights, acc_bound, decode, taps, hwc)
+                     weights, acc_bound, c_in, n_k, in_hwc is not None, taps, hwc)
 
 
 def _to_hwc(arr: np.ndarray, hwc: tuple[int, int]) -> np.ndarray:
@@ -338,17 +409,62 @@ def _from_hwc(arr: np.ndarray, hwc: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(arr.reshape(arr.shape[:-1] + (hw, c)).swapaxes(-1, -2)).reshape(arr.shape)
 
 
+_FILLER32 = np.zeros(1, np.int32)
+
+
 class NetworkPlan:
-    """Every layer's plan; built once per network (``plan_for``)."""
+    """Every layer's plan and the kernel's per-layer lists; built once per network (``plan_for``).
+
+    All layers' weights share one type (int8 when every mantissa fits, else int16) and live in one flat array,
+    so the kernel compiles once per type, not once per layer mix or depth."""
 
     def __init__(self, net: IntegerNetwork):
         net.validate()
         self.input_shape = tuple(net.input_shape)
         self.n_in = int(np.prod(self.input_shape))
-        self.layers = [_layer_plan(layer) for layer in net.layers]
+        self.layers: list[LayerPlan] = []
+        in_hwc = None
+        for layer in net.layers:
+            self.layers.append(_layer_plan(layer, in_hwc))
+            in_hwc = self.layers[-1].hwc
+        lo = min(int(lp.weights.min(initial=0)) for lp in self.layers)
+        hi = max(int(lp.weights.max(initial=0)) for lp in self.layers)
+        wdt = _smallest_int(lo, hi, (np.int8, np.int16))
+        for lp in self.layers:
+            lp.weights = np.ascontiguousarray(lp.weights, wdt)
+        self.par = np.stack([lp.params() for lp in self.layers])
+        par, lps = self.par, self.layers
+        # one spike buffer for all layers: segments start on 8-byte words and are padded to whole words
+        pads = [-(-lp.n_out // 8) * 8 for lp in lps]
+        par[:, P_SPAD] = pads
+        par[:, P_SOFF] = np.cumsum([0] + pads[:-1])
+        par[:, P_NOUT] = [lp.n_out for lp in lps]
+        par[:, P_ROFF] = np.cumsum([0] + [lp.n_out for lp in lps[:-1]])
+        self.spike_width = int(sum(pads))
+        self.record_width = int(sum(lp.n_out for lp in lps))
+        self.spike_segments = [(int(o), int(o) + lp.n_out) for o, lp in zip(par[:, P_SOFF], lps)]
+        self.record_segments = [(int(o), int(o) + lp.n_out) for o, lp in zip(par[:, P_ROFF], lps)]
+        # every layer's weights, tap tables and registers concatenated (offsets in par)
+        par[:, P_WROWS] = [lp.weights.shape[0] for lp in lps]
+        par[:, P_WCOLS] = [lp.weights.shape[1] for lp in lps]
+        par[:, P_WOFF] = np.cumsum([0] + [lp.weights.size for lp in lps[:-1]])
+        self.weights = np.concatenate([lp.weights.reshape(-1) for lp in lps])
+        ptrs = [lp.taps[0] if lp.taps else _FILLER32 for lp in lps]
+        taps = [lp.taps[1] if lp.taps else _FILLER32 for lp in lps]
+        par[:, P_TPOFF] = np.cumsum([0] + [a.size for a in ptrs[:-1]])
+        par[:, P_TOFF] = np.cumsum([0] + [a.size for a in taps[:-1]])
+        par[:, P_NTAPS] = [a.size for a in taps]
+        self.tap_ptr, self.taps = np.concatenate(ptrs), np.concatenate(taps)
+        self.bias64 = np.concatenate([lp.bias for lp in lps])
+        self.vth64 = np.concatenate([lp.vth64 for lp in lps])
+        # the int32 path's registers (zeros for layers that cannot take it: they never read them)
+        self.bias32 = np.concatenate([lp.bias.astype(np.int32) if lp.p32 else np.zeros(lp.n_out, np.int32)
+                                      for lp in lps])
+        self.vth32 = np.concatenate([lp.vth64.astype(np.int32) if lp.p32 else np.zeros(lp.n_out, np.int32)
+                                     for lp in lps])
 
     def to_natural(self, k: int, arr: np.ndarray) -> np.ndarray:
-        """Layer ``k``'s state values in storage order (last axis) in the network's order."""
+        """Layer ``k``'s values (state or spikes) in storage order (last axis) in the network's order."""
         hwc = self.layers[k].hwc
         return arr if hwc is None else _from_hwc(arr, hwc)
 
@@ -390,79 +506,142 @@ def plan_for(net: IntegerNetwork) -> NetworkPlan:
 
 def _input_array(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Inputs as ``(B, T, n)`` in the narrowest unsigned type that holds them, and their maximum."""
+    if x.dtype == bool:
+        return x.view(np.uint8).reshape(x.shape[0], x.shape[1], -1), 1 if x.size else 0
+    if x.dtype == np.uint8 and x.flags.c_contiguous:
+        flat = x.reshape(-1)
+        return x.reshape(x.shape[0], x.shape[1], -1), int(_max_u8(flat)) if flat.size else 0
     x_max = int(x.max()) if x.size else 0
     dt = np.uint8 if x_max < 256 else (np.uint16 if x_max < 65536 else np.int64)
-    if x.dtype == bool:
-        return x.view(np.uint8).reshape(x.shape[0], x.shape[1], -1), x_max
     return np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1), dt), x_max
 
 
-def run_layers(plan: NetworkPlan, x: np.ndarray, u: list[np.ndarray], v: list[np.ndarray], record_v: bool,
-               counts: np.ndarray, bounds: list[tuple[int, int]]
-               ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Advance every layer over ``x`` ``(B, T, *input_shape)`` with states ``u``/``v`` (``(B, n)`` int32, storage
-    order, updated in place), ``counts`` ``(L, B, 4)`` (added to) and ``bounds`` (per layer ``(|u|, |v|)``
-    bounds, replaced by the bounds after the chunk). Returns spikes (bool, network order) and, when
-    ``record_v``, ``v``/``u`` records (storage order: ``NetworkPlan.to_natural``), each ``(B, T, n)``."""
-    b, t = x.shape[:2]
-    h, x_max = _input_array(x)
-    spikes_out, v_out, u_out = [], [], []
-    empty = np.zeros((1, 1, 1), np.int32)
-    for k, lp in enumerate(plan.layers):
-        s = np.empty((b, t, lp.n_out), np.uint8)
-        vr = np.empty((b, t, lp.n_out), np.int32) if record_v else empty
-        ur = np.empty((b, t, lp.n_out), np.int32) if record_v else empty
-        acc_dt = lp.acc_dtype(x_max)
-        a_max = core_spec.shifted_bound(lp.acc_bound * max(1, x_max), lp.weight_exp)
-        fast, u_end, v_end = lp.int32_safe(a_max, t, *bounds[k])
-        if not fast and lp.p32 is not None:  # the carried bounds may be loose: try the state itself
-            fast, u_end, v_end = lp.int32_safe(a_max, t, int(np.abs(u[k]).max(initial=0)),
-                                               int(np.abs(v[k]).max(initial=0)))
-        bounds[k] = (u_end, v_end)
-        p32 = lp.p32 if lp.p32 is not None else _NO_P32
-        acc = np.zeros(lp.n_out, acc_dt)  # kept zero between steps by the LIF kernels
-        if lp.kind == "dense":
-            _dense_chunk(h, lp.weights, lp.fan, fast, lp.p64, p32, u[k], v[k], acc, s, vr, ur, record_v, counts[k])
-        else:
-            (cc, pos), (ptr, tap_out, tap_k) = lp.in_decode, lp.taps
-            _conv_chunk(h, lp.weights, cc, pos, lp.fan, ptr, tap_out, tap_k, fast, lp.p64, p32, u[k], v[k], acc, s,
-                        vr, ur, record_v, counts[k])
-        counts[k][:, 3] += np.count_nonzero(s.reshape(b, -1), axis=1)
-        spikes_out.append(s.view(np.bool_))
-        if record_v:
-            v_out.append(vr)
-            u_out.append(ur)
-        h, x_max = s, 1
-    return spikes_out, v_out, u_out
+def _layer_call(lp: LayerPlan, x_max: int) -> tuple[np.dtype, int]:
+    """``(accumulator dtype, activation bound)`` of ``lp`` for inputs up to ``x_max`` (memoised)."""
+    hit = lp._call_memo.get(x_max)
+    if hit is None:
+        bound = lp.acc_bound * max(1, x_max)
+        hit = (np.dtype(np.int32) if bound <= core_spec.INT32_MAX else np.dtype(np.int64),
+               core_spec.shifted_bound(bound, lp.weight_exp))
+        lp._call_memo[x_max] = hit
+    return hit
 
 
-_NO_P32 = (0, 0, 0, 0, 0, np.zeros(1, np.int32), np.zeros(1, np.int32))  # typed filler when _lif32 cannot run
+_EMPTY_REC = np.zeros((1, 1, 1), np.int32)  # typed filler when nothing is recorded (never written)
+RETRY_MIN_NEURONS = 1024
 
 
-def run_split(plan: NetworkPlan, x: np.ndarray, u: list[np.ndarray], v: list[np.ndarray], record_v: bool,
-              counts: np.ndarray, bounds: list[tuple[int, int]], workers: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """``run_layers`` with the batch split over ``workers`` threads (the kernels release the GIL)."""
-    b = x.shape[0]
-    workers = max(1, min(int(workers), b))
-    if workers == 1:
-        return run_layers(plan, x, u, v, record_v, counts, bounds)
-    edges = np.linspace(0, b, workers + 1).astype(int)
-    parts = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-    part_counts = [np.zeros((len(plan.layers), hi - lo, _COUNT_FIELDS), np.int64) for lo, hi in parts]
+def _words(a: np.ndarray) -> np.ndarray:
+    """``a`` ``(B, T, n)`` uint8 as 8-byte words when ``n`` allows it, else an empty ``(B, T, 0)`` view."""
+    if a.dtype == np.uint8 and a.shape[-1] % 8 == 0 and a.shape[-1] and a.flags.c_contiguous:
+        return a.view(np.uint64)
+    return np.zeros(a.shape[:2] + (0,), np.uint64)
 
-    part_bounds = [list(bounds) for _ in parts]
 
-    def one(i: int):
-        lo, hi = parts[i]
-        return run_layers(plan, x[lo:hi], [a[lo:hi] for a in u], [a[lo:hi] for a in v], record_v, part_counts[i],
-                          part_bounds[i])
+class CompiledRun:
+    """The compiled kernel's state for ``B`` samples of one network: ``u``/``v`` per layer (storage order), the
+    accumulators (kept zero between steps), the magnitude bounds that choose the int32 path, and buffers.
 
-    with ThreadPoolExecutor(len(parts)) as pool:
-        results = list(pool.map(one, range(len(parts))))
-    bounds[:] = [tuple(max(pb[k][j] for pb in part_bounds) for j in range(2)) for k in range(len(bounds))]
-    for (lo, hi), c in zip(parts, part_counts):
-        counts[:, lo:hi] += c
-    out = []
-    for j in range(3):
-        out.append([np.concatenate([r[j][k] for r in results]) for k in range(len(results[0][j]))])
-    return out[0], out[1], out[2]
+    ``advance`` runs a chunk; ``u``/``v`` give the state in network order. ``workers > 1`` splits the batch
+    over threads, each with its own ``CompiledRun`` on a slice of the state."""
+
+    def __init__(self, plan: NetworkPlan, batch_size: int, workers: int = 1):
+        self.plan = plan
+        self.b = int(batch_size)
+        self.workers = max(1, min(int(workers), self.b))
+        self.reset()
+
+    def reset(self) -> None:
+        lps, b = self.plan.layers, self.b
+        self.u_all = np.zeros((b, self.plan.record_width), np.int32)  # every layer's state, one array each
+        self.v_all = np.zeros((b, self.plan.record_width), np.int32)
+        self._views()
+        self.bounds = [(0, 0)] * len(lps)
+        self._reuse: dict = {}
+        self._accs: dict = {}
+        self._evbuf = np.empty(max(lp.n_in for lp in lps), np.int32)
+        n_pos = max([lp.hwc[1] for lp in lps if lp.hwc] or [1])
+        self._touched = np.zeros(n_pos, np.uint8)  # conv output positions reached this step (kept zero between)
+        self._touched_list = np.empty(n_pos, np.int32)
+        self._fast = np.zeros(len(lps), np.bool_)
+        self._parts = None
+        if self.workers > 1:
+            edges = np.linspace(0, b, self.workers + 1).astype(int)
+            self._parts = [(lo, hi, CompiledRun(self.plan, hi - lo)) for lo, hi in zip(edges[:-1], edges[1:])]
+            for lo, hi, part in self._parts:  # the parts own views of this run's state
+                part.u_all, part.v_all = self.u_all[lo:hi], self.v_all[lo:hi]
+                part._views()
+
+    def _views(self) -> None:
+        segs = self.plan.record_segments
+        self.us = [self.u_all[:, lo:hi] for lo, hi in segs]  # per layer (B, n), storage order
+        self.vs = [self.v_all[:, lo:hi] for lo, hi in segs]
+
+    def _fast_flags(self, x_max: int, t: int) -> np.ndarray:
+        """Per layer, whether ``_lif32`` is proved exact for this chunk (``LayerPlan.int32_safe``); updates the
+        carried bounds. Layers below ``RETRY_MIN_NEURONS`` do not retry from the state when the carried bounds
+        fail (the reductions cost more than the int32 path saves on a readout of ten neurons)."""
+        fast = self._fast
+        bounds = self.bounds
+        for k, lp in enumerate(self.plan.layers):
+            a_max = _layer_call(lp, x_max if k == 0 else 1)[1]
+            ok, u_end, v_end = lp.int32_safe(a_max, t, *bounds[k])
+            if not ok and lp.p32 is not None and lp.n_out >= RETRY_MIN_NEURONS:
+                ok, u_end, v_end = lp.int32_safe(a_max, t, int(np.abs(self.us[k]).max(initial=0)),
+                                                 int(np.abs(self.vs[k]).max(initial=0)))
+            bounds[k] = (u_end, v_end)
+            fast[k] = ok
+        return fast
+
+    def advance(self, x: np.ndarray, record_v: bool = False, keep_spikes: bool = True
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """``t`` steps on ``x`` ``(B, t, *input_shape)``: ``(spikes, v records, u records, counts (L, B, 4))``;
+        spikes, records and state in storage order. ``keep_spikes=False`` reuses the spike and count buffers
+        (the caller reads only the state and counts, before the next call).
+
+        At one step per call (streams) this Python side is the fixed cost of a window; it is kept to a few
+        dictionary lookups and one kernel call."""
+        if self._parts is not None:
+            return self._advance_parts(x, record_v)
+        plan, b, t = self.plan, x.shape[0], x.shape[1]
+        h, x_max = _input_array(x)
+        fast = self._fast_flags(x_max, t)
+        accs = self._accs.get(x_max)
+        if accs is None:
+            wide = any(_layer_call(lp, x_max if k == 0 else 1)[0] == np.int64 for k, lp in enumerate(plan.layers))
+            dt = np.int64 if wide else np.int32
+            accs = next((a for a in self._accs.values() if a.dtype == dt), None)
+            if accs is None:
+                accs = np.zeros(plan.record_width, dt)  # kept zero between steps by the LIF kernels
+            self._accs[x_max] = accs
+        buf = self._reuse.get((t, record_v)) if not keep_spikes else None
+        if buf is None:
+            spikes = np.zeros((b, t, plan.spike_width), np.uint8)  # zero padding between segments
+            recs = (np.empty((b, t, plan.record_width), np.int32), np.empty((b, t, plan.record_width), np.int32)) \
+                if record_v else (_EMPTY_REC, _EMPTY_REC)
+            buf = (spikes, spikes.view(np.uint64)) + recs + (np.zeros((len(plan.layers), b, _COUNT_FIELDS), np.int64),)
+            if not keep_spikes:
+                self._reuse[(t, record_v)] = buf
+        spikes, words, v_rec, u_rec, counts = buf
+        if not keep_spikes:
+            counts.fill(0)
+        _run_network(h, _words(h), plan.par, fast, plan.weights, plan.tap_ptr, plan.taps, plan.bias64, plan.vth64,
+                     plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words, v_rec, u_rec,
+                     record_v, counts, self._evbuf, self._touched, self._touched_list)
+        if not keep_spikes:
+            return [], [], [], counts
+        spikes_out = [spikes[:, :, lo:hi].view(np.bool_) for lo, hi in plan.spike_segments]
+        if not record_v:
+            return spikes_out, [], [], counts
+        rseg = plan.record_segments
+        return spikes_out, [v_rec[:, :, lo:hi] for lo, hi in rseg], [u_rec[:, :, lo:hi] for lo, hi in rseg], counts
+
+    def _advance_parts(self, x, record_v):
+        with ThreadPoolExecutor(len(self._parts)) as pool:
+            res = list(pool.map(lambda part: part[2].advance(x[part[0]:part[1]], record_v), self._parts))
+        self.bounds = [tuple(max(r.bounds[k][j] for _, _, r in self._parts) for j in range(2))
+                       for k in range(len(self.plan.layers))]
+        out = [[np.concatenate([r[j][k] for r in res]) for k in range(len(res[0][j]))] for j in range(3)]
+        return out[0], out[1], out[2], np.concatenate([r[3] for r in res], axis=1)
+
+

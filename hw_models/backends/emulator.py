@@ -52,7 +52,7 @@ from hw_models import core_spec
 from hw_models.backends import compiled
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.geometry import conv_geometry, conv_output_hw, synapse_list
-from hw_models.results import BatchTrace, LayerCounts, RunTrace
+from hw_models.results import BatchTrace, LayerCounts, RunTrace, active_updates
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
 # picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core
@@ -466,6 +466,7 @@ def _lif_checks(u_bnd: int, v_bnd: int, a_max: int, plan: "_LayerPlan", t: int
 
 
 KERNELS = ("auto", "compiled", "numpy")
+_FAST_DTYPES = (np.dtype(np.uint8), np.dtype(np.bool_))
 _FALLBACK_NOTED = False
 
 
@@ -507,6 +508,7 @@ class Emulator:
         if int(workers) < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.net = net
+        self._in_shape = tuple(int(d) for d in net.input_shape)
         self.batch_size = int(batch_size)
         self.workers = int(workers)
         self.sparse_threshold = None if sparse_threshold is None else float(sparse_threshold)
@@ -523,18 +525,16 @@ class Emulator:
     def reset(self) -> None:
         """Zero all neuron state and counters (a new sample / stream)."""
         b = self.batch_size
-        if self.kernel == "compiled":  # (B, n) per layer, storage order (compiled.NetworkPlan)
-            self._cu = [np.zeros((b, lp.n_out), np.int32) for lp in self._plan.layers]
-            self._cv = [np.zeros((b, lp.n_out), np.int32) for lp in self._plan.layers]
-            self._totals = np.zeros((len(self._plan.layers), 4, b), np.int64)
+        if self.kernel == "compiled":  # state (B, n) per layer in storage order: compiled.CompiledRun
+            self._run = compiled.CompiledRun(self._plan, b, self.workers)
+            self._totals = np.zeros((len(self._plan.layers), 5, b), np.int64)
             self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
-            self._bounds = [(0, 0)] * len(self._plan.layers)
             self.steps = 0
             return
         # int32 state: u is wrapped to 24 bits (and cast to int32), v clipped to 24 bits, so both fit
         self._u = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
         self._v = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
-        self._totals = np.zeros((len(self._plans), 4, b), np.int64)  # running counts, one array
+        self._totals = np.zeros((len(self._plans), 5, b), np.int64)  # running counts (+ active updates), one array
         self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
         self._bounds = [(0, 0)] * len(self._plans)  # bounds on |u|, |v| per layer (Python ints)
         self.steps = 0
@@ -543,23 +543,26 @@ class Emulator:
     def u(self) -> list[np.ndarray]:
         """Current synaptic currents per layer, ``(B, n)`` int32 (views for the NumPy engine)."""
         if self.kernel == "compiled":
-            return [self._plan.to_natural(k, x) for k, x in enumerate(self._cu)]
+            return [self._plan.to_natural(k, x) for k, x in enumerate(self._run.us)]
         return [x.T for x in self._u]
 
     @property
     def v(self) -> list[np.ndarray]:
         """Current voltages per layer, ``(B, n)`` int32 (views for the NumPy engine)."""
         if self.kernel == "compiled":
-            return [self._plan.to_natural(k, x) for k, x in enumerate(self._cv)]
+            return [self._plan.to_natural(k, x) for k, x in enumerate(self._run.vs)]
         return [x.T for x in self._v]
 
     def readout_v(self) -> np.ndarray:
         """The last layer's voltage ``(B, n_classes)`` int32 (cheaper than ``v[-1]``: one layer)."""
         if self.kernel == "compiled":
-            return self._plan.to_natural(len(self._cv) - 1, self._cv[-1])
+            return self._plan.to_natural(len(self._run.vs) - 1, self._run.vs[-1])
         return self._v[-1].T
 
     def _check_inputs(self, chunk: np.ndarray) -> np.ndarray:
+        if isinstance(chunk, np.ndarray) and chunk.dtype in _FAST_DTYPES and chunk.ndim >= 2 and \
+                chunk.shape[0] == self.batch_size and chunk.shape[2:] == self._in_shape:
+            return chunk  # the stream's case: unsigned frames of the right shape (nothing else to check)
         chunk = np.asarray(chunk)
         if chunk.dtype.kind not in "biu":
             raise ValueError(f"inputs must be integers (graded spikes), got {chunk.dtype}")
@@ -583,13 +586,16 @@ class Emulator:
                           final_v=[np.array(v) for v in self.v], final_u=[np.array(u) for u in self.u],
                           predictions=self.predictions(), counts=counts)
 
-    def advance(self, chunk: np.ndarray, record_v: bool = False
+    def advance(self, chunk: np.ndarray, record_v: bool = False, keep_spikes: bool = True
                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
         """``run`` without building the trace: ``(spikes, v, u, counts)`` per layer (``v``/``u`` empty
-        lists unless ``record_v``); ``spikes[k]`` is ``(B, t, n_k)`` bool. The cheap call for streams."""
+        lists unless ``record_v``); ``spikes[k]`` is ``(B, t, n_k)`` bool. The cheap call for streams.
+
+        ``keep_spikes=False``: the returned spikes may be overwritten by the next call and (compiled kernel)
+        are in its storage order; for callers that read only the readout and the counters."""
         chunk = self._check_inputs(chunk)
         if self.kernel == "compiled":
-            return self._advance_compiled(chunk, record_v)
+            return self._advance_compiled(chunk, record_v, reuse_spikes=not keep_spikes)
         b, t = chunk.shape[:2]
         # feature-major, columns in time-major order (t, b): x is (n_in, t*b); a layer's
         # activations are (n_out, t, b), so a step is the (n_out, b) slice [:, step]
@@ -611,8 +617,9 @@ class Emulator:
                     ev = ev_in.sum(axis=0)
                 else:
                     ev = _count_events(x, t, b)
-            rows = np.empty((4, b), np.int64)  # this chunk's counts
+            rows = np.empty((5, b), np.int64)  # this chunk's counts (LayerCounts fields, active updates)
             rows[0] = ev
+            rows[4] = active_updates(plan.layer, x.T).reshape(t, b).sum(axis=0)  # columns are (t, b)
             acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             self.last_paths.append(path)
             u, v = self._u[k], self._v[k]
@@ -693,19 +700,24 @@ class Emulator:
         self.steps += t
         return spikes_out, v_out, u_out, counts
 
-    def _advance_compiled(self, chunk: np.ndarray, record_v: bool
+    def _advance_compiled(self, chunk: np.ndarray, record_v: bool, reuse_spikes: bool = False
                           ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
         plan = self._plan
-        b, t = chunk.shape[:2]
-        c = np.zeros((len(plan.layers), b, 4), np.int64)
-        s, vr, ur = compiled.run_split(plan, chunk, self._cu, self._cv, record_v, c, self._bounds, self.workers)
-        rows = np.ascontiguousarray(c.transpose(0, 2, 1))
+        t = chunk.shape[1]
+        s, vr, ur, c = self._run.advance(chunk, record_v, keep_spikes=not reuse_spikes)
+        rows = c.transpose(0, 2, 1)
         self._totals += rows
         self.last_paths = ["compiled"] * len(plan.layers)
         self.steps += t
         nat = plan.to_natural
-        return (s, [nat(k, x) for k, x in enumerate(vr)], [nat(k, x) for k, x in enumerate(ur)],
-                [LayerCounts.of_rows(r) for r in rows])
+        spikes = [nat(k, x) for k, x in enumerate(s)] if not reuse_spikes else s  # reused: storage order
+        return (spikes, [nat(k, x) for k, x in enumerate(vr)], [nat(k, x) for k, x in enumerate(ur)],
+                [LayerCounts.of_rows(r) for r in np.ascontiguousarray(rows)])
+
+    @property
+    def active_updates(self) -> np.ndarray:
+        """Active neuron updates since ``reset`` per layer and sample, ``(L, B)`` (``results.active_updates``)."""
+        return self._totals[:, 4]
 
     def step(self, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step on ``x_t`` ``(B, *input_shape)``; returns the last layer's ``(spikes (B, n) bool, v (B, n) int32)``."""

@@ -42,11 +42,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from hw_models import energy_figures as ef
-from hw_models.results import BatchTrace, counts_from_spikes
-from hw_models.geometry import fan_out, synapse_list
+from hw_models.results import BatchTrace, LayerCounts, active_updates, counts_from_spikes
+from hw_models.geometry import fan_out
 from hw_models.backends.emulator import run_batch
 from hw_models.integer_network import IntegerNetwork
 
@@ -95,9 +94,27 @@ class Activity:
                 "layers": [asdict(l) for l in self.layers], "totals": self.totals()}
 
 
-def _connectivity(layer) -> sp.csr_matrix:
-    pre, post, _ = synapse_list(layer)
-    return sp.csr_matrix((np.ones(pre.size, np.float32), (pre, post)), shape=(layer.n_in, layer.n_out))
+def activity_from_counts(net: IntegerNetwork, counts: Sequence[LayerCounts], active: Sequence[np.ndarray],
+                         time_steps: int) -> Activity:
+    """Activity from per-sample counters: ``counts[k]`` (a backend's ``LayerCounts``, ``(B,)`` each) and
+    ``active[k]`` ``(B,)`` active neuron updates (``hw_models.results.active_updates``) of ``time_steps`` steps.
+
+    The emulator keeps both as running totals, so a stream of any length is accounted without storing its
+    spike trains."""
+    b = len(np.asarray(counts[0].synops)) if counts else 0
+    graded = int(net.input_max) > 1
+    out, per_sample = [], np.zeros(b, np.int64)
+    for k, (layer, c, act) in enumerate(zip(net.layers, counts, active)):
+        per_sample += np.asarray(c.synops, np.int64)
+        spikes = float(np.sum(c.spikes))
+        out.append(LayerActivity(
+            name=layer.name, kind=layer.kind, n_in=layer.n_in, n_out=layer.n_out,
+            n_synapses=int(fan_out(layer).sum()), n_params=int(np.asarray(layer.weight_mant).size),
+            weight_bits=int(layer.weight_bits), graded_input=graded and k == 0,
+            input_events=float(np.sum(c.input_events)) / b, synops=float(np.sum(c.synops)) / b,
+            neuron_updates=float(time_steps * layer.n_out), active_updates=float(np.sum(act)) / b,
+            spikes=spikes / b, firing_rate=spikes / (b * time_steps * layer.n_out) if layer.n_out else 0.0))
+    return Activity(layers=out, n_samples=b, time_steps=int(time_steps), per_sample_synops=per_sample)
 
 
 def activity_from_spikes(net: IntegerNetwork, inputs: np.ndarray, spikes: Sequence[np.ndarray]) -> Activity:
@@ -117,26 +134,10 @@ def activity_from_spikes(net: IntegerNetwork, inputs: np.ndarray, spikes: Sequen
         if s.shape[2] != layer.n_out:
             raise ValueError(f"layer {layer.name!r}: spike train has {s.shape[2]} neurons, expected {layer.n_out}")
     counts = counts_from_spikes(net, x, trains)  # input events, SynOps, spikes: the backends' own rule
-    layer_in = x.reshape(b, t, -1) != 0
-    graded = int(net.input_max) > 1
-    out, per_sample = [], np.zeros(b, np.int64)
-    for k, (layer, s, c) in enumerate(zip(net.layers, trains, counts)):
-        per_sample += c.synops
-        flat = layer_in.reshape(b * t, -1)
-        if layer.kind == "dense":
-            active = int(flat.any(axis=1).sum()) * layer.n_out
-        else:
-            rows = sp.csr_matrix(flat.astype(np.float32)) @ _connectivity(layer)
-            active = int((rows > 0).sum())
-        out.append(LayerActivity(
-            name=layer.name, kind=layer.kind, n_in=layer.n_in, n_out=layer.n_out,
-            n_synapses=int(fan_out(layer).sum()), n_params=int(np.asarray(layer.weight_mant).size),
-            weight_bits=int(layer.weight_bits), graded_input=graded and k == 0,
-            input_events=float(c.input_events.sum()) / b, synops=float(c.synops.sum()) / b,
-            neuron_updates=float(t * layer.n_out), active_updates=active / b, spikes=float(c.spikes.sum()) / b,
-            firing_rate=float(c.spikes.sum()) / (b * t * layer.n_out) if layer.n_out else 0.0))
-        layer_in = s
-    return Activity(layers=out, n_samples=b, time_steps=t, per_sample_synops=per_sample)
+    ins = [x.reshape(b, t, -1)] + trains[:-1]
+    active = [active_updates(layer, a.reshape(b * t, -1)).reshape(b, t).sum(axis=1)
+              for layer, a in zip(net.layers, ins)]
+    return activity_from_counts(net, counts, active, t)
 
 
 def activity_from_trace(net: IntegerNetwork, inputs: np.ndarray, trace: BatchTrace) -> Activity:

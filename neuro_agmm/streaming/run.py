@@ -29,10 +29,9 @@ streaming: one window = the recording; they report the final prediction only).
 The integer network comes from ``neuro_agmm.deploy.network.integer_network`` (the artifact's
 ``/hardware`` section when present and current) and the input encoding (step length, downsample,
 clip, sensor) from the artifact's ``InputEncoding`` record. Energy per
-inference: the stream's input frames and spike trains go through
-``neuro_agmm.energy.activity_from_spikes`` / ``energy_per_inference`` after the stream
-(outside the timed loop); ``energy_j`` is the ``bsnn_loihi`` scenario, ``energy_pj`` holds
-every scenario. Activity counts (SynOps = input events x structural fan-out, neuron updates,
+inference: ``neuro_agmm.energy.activity_from_counts`` of the emulator's running counters (no spike
+trains are kept, so memory does not grow with the stream), then ``energy_per_inference``;
+``energy_j`` is the ``bsnn_loihi`` scenario, ``energy_pj`` holds every scenario. Activity counts (SynOps = input events x structural fan-out, neuron updates,
 spikes) come from the emulator's counters (Lava/Brian2: from their spike trains).
 
 Left out: live camera input (any iterator of event arrays can be fed to ``stream``),
@@ -54,7 +53,7 @@ from neuro_agmm.deploy.network import integer_network
 from neuro_agmm.streaming.results import InferResult, RecordingResult, WindowResult
 from neuro_agmm.streaming.sources import Recording, iter_recordings
 from neuro_agmm.streaming.steppers import STEPPERS, stream_totals
-from neuro_agmm.streaming.windows import InferError, InputMapping, event_windows
+from neuro_agmm.streaming.windows import InferError, InputMapping, window_bounds
 
 WHOLE_RECORDING_BACKENDS = ("lava", "brian2")
 BACKENDS = tuple(STEPPERS) + WHOLE_RECORDING_BACKENDS
@@ -89,14 +88,15 @@ def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int) -> Re
     v = None
     n_steps = 0
     start_wall = time.perf_counter()
-    for start, stop, ev in event_windows(rec.events, window_us, t0, t_end):
+    binner = mapping.binner(rec.events)
+    for start, stop, lo, hi in window_bounds(binner.t, window_us, t0, t_end):
         stop = min(stop, t_end)
         w0 = time.perf_counter()
-        frames = mapping.frames(ev, start, stop)
+        frames = binner.frames(lo, hi, start, stop)
         v = stepper.run(frames)
         lat = time.perf_counter() - w0
         n_steps += len(frames)
-        windows.append(WindowResult(stop - t0, len(ev), lat, int(np.argmax(v))))
+        windows.append(WindowResult(stop - t0, hi - lo, lat, int(np.argmax(v))))
     wall = time.perf_counter() - start_wall
     pred = int(np.argmax(v)) if v is not None else 0
     return RecordingResult(rec.source, rec.label, int(rec.events.size), t_end - t0, n_steps, pred, wall, windows,
@@ -155,7 +155,7 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
     if window % step:
         raise InferError(f"window {window} µs is not a multiple of the step {step} µs")
     if backend == "emulator":
-        stepper = STEPPERS["emulator"](net, record=energy)
+        stepper = STEPPERS["emulator"](net)
     elif backend == "torch":
         stepper = STEPPERS["torch"](art)
         notes.append("torch backend: the artifact's float network (not the integer one), stepped densely")
@@ -178,9 +178,7 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
         act = None
         if stepper is not None:
             r = stream(stepper, mapping, rec, window)
-            recorded = stepper.recorded()
-            if recorded is not None:
-                act = activity_from_spikes(net, *recorded)
+            act = stepper.activity() if energy else None
         else:
             r, act = whole(backend, net, mapping, rec)
         if energy and act is not None:

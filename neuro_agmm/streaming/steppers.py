@@ -2,7 +2,8 @@
 
 A stepper is reset at the start of a recording, then ``run(frames)`` advances it over the frames of
 one window and returns the readout voltage so far; ``counts()`` gives the stream's activity as
-``hw_models.results.LayerCounts`` totals. Steppers are picked by name from ``STEPPERS``.
+``hw_models.results.LayerCounts`` totals and ``activity()`` as an ``energy.Activity`` (None for the float
+backend). Steppers are picked by name from ``STEPPERS``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional, Protocol
 import numpy as np
 
 from neuro_agmm.artifact import ModelArtifact
+from neuro_agmm.deploy.energy import Activity, activity_from_counts
 
 
 class Stepper(Protocol):
@@ -23,41 +25,37 @@ class Stepper(Protocol):
 
     def counts(self) -> dict: ...
 
-    def recorded(self) -> Optional[tuple[np.ndarray, list[np.ndarray]]]: ...
+    def activity(self) -> Optional[Activity]: ...
 
 
 class EmulatorStepper:
-    """Streaming integer backend: ``hw_models.emulator.Emulator`` with batch 1."""
+    """Streaming integer backend: ``hw_models.emulator.Emulator`` with batch 1.
+
+    Keeps no spike trains: the emulator's running counters (events, SynOps, updates, active updates,
+    spikes) give the stream's activity and energy, so memory does not grow with the stream's length."""
 
     name = "emulator"
 
-    def __init__(self, net, record: bool = False):
+    def __init__(self, net, kernel: str = "auto"):
         from hw_models.backends.emulator import Emulator
         self.net = net
-        self.emu = Emulator(net, 1)
-        self.record = record  # keep inputs and spike trains (for the energy model, after the stream)
+        self.emu = Emulator(net, 1, kernel=kernel)
         self.reset()
 
     def reset(self) -> None:
         self.emu.reset()
-        self.inputs: list[np.ndarray] = []
-        self.spikes: list[list[np.ndarray]] = []
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Advance over ``frames`` (t, *input_shape); return the readout voltage (n_classes,)."""
         if len(frames):
-            spikes = self.emu.advance(frames[None])[0]  # no trace: the cheap call
-            if self.record:
-                self.inputs.append(frames)
-                self.spikes.append([sp[0] for sp in spikes])
-        return self.emu.v[-1][0].astype(np.int64)
+            self.emu.advance(frames[None], keep_spikes=False)  # counters only: the cheap call
+        return self.emu.readout_v()[0].astype(np.int64)
 
-    def recorded(self) -> Optional[tuple[np.ndarray, list[np.ndarray]]]:
-        """``(inputs (T, ...), spikes per layer (T, n))`` of the stream since ``reset`` (if recording)."""
-        if not self.record or not self.inputs:
+    def activity(self) -> Optional[Activity]:
+        """The stream's activity since ``reset`` (``energy.activity_from_counts`` of the emulator's counters)."""
+        if not self.emu.steps:
             return None
-        return (np.concatenate(self.inputs), [np.concatenate([w[k] for w in self.spikes])
-                                              for k in range(len(self.net.layers))])
+        return activity_from_counts(self.net, self.emu.counts, list(self.emu.active_updates), self.emu.steps)
 
     def counts(self) -> dict:
         return stream_totals([c.total() for c in self.emu.counts])
@@ -114,7 +112,7 @@ class TorchFloatStepper:
     def counts(self) -> dict:
         return {"synops": None, "neuron_updates": self._updates, "spikes": self._spikes}
 
-    def recorded(self) -> None:
+    def activity(self) -> None:
         return None  # the float network has no integer activity to account energy for
 
 

@@ -171,3 +171,57 @@ def test_lava_whole_recording_agrees(tiny):
     assert lava.recordings[0].prediction == emu.recordings[0].prediction
     assert lava.recordings[0].counts["spikes"] == emu.recordings[0].counts["spikes"] > 0
     assert lava.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
+
+
+@pytest.mark.parametrize("sensor, shape, clip, step", [
+    (SensorSize(34, 34, 2), (2, 34, 34), 15, 1000),
+    (SensorSize(128, 128, 2), (2, 32, 32), 3, 250),  # downsample 4, low clip: saturation is reached
+    (SensorSize(20, 12, 1), (1, 12, 20), 255, 700),  # one polarity channel counts both polarities
+])
+def test_window_binner_equals_numpy_frames(sensor, shape, clip, step):
+    """The compiled binner (uint8, saturating) gives ``InputMapping.frames``'s counts window by window."""
+    from neuro_agmm.streaming.windows import window_bounds
+
+    rng = np.random.default_rng(step)
+    n = 5000
+    ev = sort_by_time(make_events(rng.integers(0, sensor.W, n), rng.integers(0, sensor.H, n),
+                                  rng.integers(0, 40 * step, n), rng.integers(0, 2, n)))
+    m = InputMapping.fit(sensor, shape, clip, step)
+    binner = m.binner(ev)
+    seen, saturated = 0, False
+    for start, stop, lo, hi in window_bounds(binner.t, 3 * step, 0, 40 * step):
+        got = binner.frames(lo, hi, start, stop)
+        want = m.frames(ev[lo:hi], start, stop)
+        np.testing.assert_array_equal(got, want)
+        seen += hi - lo
+        saturated |= bool((want == clip).any())
+    assert seen == n
+    assert saturated or clip > 3, "the low-clip case should reach the clip"
+
+
+def test_window_binner_reports_events_outside_the_sensor_like_frames():
+    sensor = SensorSize(34, 34, 2)
+    ev = make_events([3, 40], [3, 3], [10, 20], [1, 1])  # x = 40 is outside a 34-wide sensor
+    m = InputMapping.fit(sensor, (2, 34, 34), 15, 100)
+    with pytest.raises(ValueError, match="outside sensor"):
+        m.binner(ev).frames(0, 2, 0, 100)
+
+
+def test_stream_energy_from_counters_equals_energy_from_spike_trains(digits_model):
+    """The emulator stepper keeps no spike trains; its counters give the same activity as the trains."""
+    from neuro_agmm.deploy.energy import activity_from_spikes
+    from neuro_agmm.streaming.steppers import EmulatorStepper
+
+    _, _, net = digits_model
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, (9, 2, 34, 34)) * (rng.random((9, 2, 34, 34)) < 0.05)
+    st = EmulatorStepper(net)
+    for lo in range(0, 9, 3):
+        st.run(x[lo:lo + 3])
+    got = st.activity()
+    tr = run_batch(net, x[None])
+    want = activity_from_spikes(net, x[None], tr.spikes)
+    assert got.totals() == want.totals()
+    assert want.totals()["active_updates"] > 0 and want.totals()["spikes"] > 0
+    for a, b in zip(got.layers, want.layers):
+        assert a == b
