@@ -119,22 +119,37 @@ def counts_from_spikes(net: "IntegerNetwork", inputs: np.ndarray, spikes: Sequen
     return counts_from_spike_counts(net, inputs, [np.asarray(s).sum(axis=1) for s in spikes])
 
 
-def active_updates(layer, rows: np.ndarray) -> np.ndarray:
+def active_updates(layer, rows: np.ndarray, connectivity=None) -> np.ndarray:
     """Neurons of ``layer`` that receive at least one synaptic event, per row of ``rows`` ``(N, n_in)`` (one row =
     one sample-step of the layer's input; nonzero = an event). ``(N,)`` int64.
 
     The energy model's *active* neuron update: a dense layer's every neuron when any input is active; a conv
-    layer's neurons whose receptive field (``geometry.synapse_list``) holds an active input.
+    layer's neurons whose receptive field (``geometry.synapse_list``) holds an active input. ``connectivity``:
+    ``conv_connectivity(layer)``, for callers that count many chunks of one layer.
     """
     import scipy.sparse as sp
-
-    from hw_models.geometry import synapse_list
 
     nz = np.asarray(rows).reshape(len(rows), -1) != 0
     if layer.kind == "dense":
         return nz.any(axis=1).astype(np.int64) * layer.n_out
-    pre, post, _ = synapse_list(layer)
-    conn = sp.csr_matrix((np.ones(pre.size, np.float32), (pre, post)), shape=(layer.n_in, layer.n_out))
-    hit = sp.csr_matrix(nz.astype(np.float32)) @ conn
-    return np.asarray((hit > 0).sum(axis=1)).reshape(-1).astype(np.int64)
+    conn = conv_connectivity(layer) if connectivity is None else connectivity
+    c_in, c_out = int(layer.in_shape[0]), int(layer.out_shape[0])
+    pos = nz.reshape(len(nz), c_in, -1).any(axis=1)  # every in-channel reaches every out-channel: positions suffice
+    hit = sp.csr_matrix(pos.astype(np.float32)) @ conn
+    return np.asarray((hit > 0).sum(axis=1)).reshape(-1).astype(np.int64) * c_out
 
+
+def conv_connectivity(layer):
+    """``(H*W, H'*W')`` CSR of ones: input position -> the output positions whose receptive field holds it
+    (``geometry.synapse_list``'s positions; every channel pair of a conv is connected)."""
+    import scipy.sparse as sp
+
+    from hw_models.geometry import synapse_list
+
+    pre, post, _ = synapse_list(layer)
+    hw_in = int(np.prod(layer.in_shape[1:]))
+    hw_out = int(np.prod(layer.out_shape[1:]))
+    conn = sp.csr_matrix((np.ones(pre.size, np.float32), (pre % hw_in, post % hw_out)), shape=(hw_in, hw_out))
+    conn.sum_duplicates()
+    conn.data[:] = 1
+    return conn

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "every number.",
                    ["python -m neuro_agmm.infer runs/demo/digits-dvs-agmm/model.h5 --events datasets/digits-dvs/samples",
                     "python -m neuro_agmm.infer model.h5 --dataset digits-dvs --split test --backend emulator",
-                    "python -m neuro_agmm.infer model.h5 --events rec.npy --sensor-size 128,128,2 --step-us 1000"])
+                    "python -m neuro_agmm.infer model.h5 --events rec.npy --sensor-size 128,128,2 --step-us 1000",
+                    "python -m neuro_agmm.infer model.h5 --dataset digits-dvs --workers 2"])
     cli.add_artifact(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", metavar="FILE_OR_DIR", help="an event file (.bin .aedat .aedat4 .npy .npz .h5) "
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensor-size", type=_sensor, metavar="W,H,P",
                    help="sensor size of the recordings (default: what each file states)")
     p.add_argument("--limit", type=int, help="only the first N recordings")
+    p.add_argument("--workers", type=int, default=1,
+                   help="stream recordings in N processes (emulator / torch backends; default 1)")
     p.add_argument("--json", metavar="OUT.json", help="write the full result (per recording and window) as JSON")
     cli.add_progress(p)
     return p
@@ -56,7 +59,7 @@ def _job(args: argparse.Namespace) -> int:
 
     res = infer(args.artifact, args.events, args.backend, args.window_us, dataset=args.dataset, split=args.split,
                 root=args.data_root, step_us=args.step_us, limit=args.limit,
-                progress=cli.progress_wanted(args.progress), sensor_size=args.sensor_size)
+                progress=cli.progress_wanted(args.progress), sensor_size=args.sensor_size, workers=args.workers)
     print(res.summary())
     if args.json:
         print(f"wrote {res.write_json(args.json)}")

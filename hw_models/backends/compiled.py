@@ -163,7 +163,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
     """
     n_ev = _active_inputs(xs, xs64, evbuf)
     woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
-    w = weights[woff:woff + rows * cols].reshape((rows, cols))
+    wf = weights[woff:woff + rows * cols]
     soff, roff, n_out = par[k, P_SOFF], par[k, P_ROFF], par[k, P_NOUT]
     acc = accs[roff:roff + n_out]
     syn = 0
@@ -172,18 +172,18 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
         for e in range(n_ev):
             i = evbuf[e]
             xv = xs[i]
-            if xv == 1:  # 2-D indexing, not a row view: a view per event costs a refcount pair
+            w0 = np.uint64(i * n_out)  # flat unsigned offsets, not a row view (a view per event costs a refcount pair)
+            if xv == 1:
                 for j in range(n_out):
-                    acc[j] += w[i, j]
+                    acc[j] += wf[w0 + np.uint64(j)]
             else:
                 for j in range(n_out):
-                    acc[j] += xv * w[i, j]
+                    acc[j] += xv * wf[w0 + np.uint64(j)]
         syn = n_ev * n_out
         n_active = n_out if n_ev > 0 else 0
     else:
         c_in, c_out, n_k, in_hwc, div_sh = par[k, P_CIN], par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC], par[k, P_DIVSH]
         hw = xs.shape[0] // c_in
-        acc2 = acc.reshape((n_out // c_out, c_out))
         tp = tap_ptr[par[k, P_TPOFF]:par[k, P_TPOFF] + hw + 1]
         tq = taps[par[k, P_TOFF]:par[k, P_TOFF] + par[k, P_NTAPS]]
         for e in range(n_ev):
@@ -200,17 +200,20 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
             q0, q1 = tp[p], tp[p + 1]
             syn += (q1 - q0) * c_out
             for q in range(q0, q1):
-                op, row = tq[q] >> 8, c * n_k + (tq[q] & 255)
+                op = tq[q] >> 8
                 if touched[op] == 0:
                     touched[op] = 1
                     touched_list[n_active] = op
                     n_active += 1
+                # unsigned flat offsets: no negative-index fix-up per element, so the C_out adds vectorise
+                a0 = np.uint64(op * c_out)
+                w0 = np.uint64((c * n_k + (tq[q] & 255)) * c_out)
                 if xv == 1:
                     for o in range(c_out):
-                        acc2[op, o] += w[row, o]
+                        acc[a0 + np.uint64(o)] += wf[w0 + np.uint64(o)]
                 else:
                     for o in range(c_out):
-                        acc2[op, o] += xv * w[row, o]
+                        acc[a0 + np.uint64(o)] += xv * wf[w0 + np.uint64(o)]
         for m in range(n_active):
             touched[touched_list[m]] = 0
         n_active *= c_out

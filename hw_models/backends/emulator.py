@@ -52,7 +52,7 @@ from hw_models import core_spec
 from hw_models.backends import compiled
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.geometry import conv_geometry, conv_output_hw, synapse_list
-from hw_models.results import BatchTrace, LayerCounts, RunTrace, active_updates
+from hw_models.results import BatchTrace, LayerCounts, RunTrace, active_updates, conv_connectivity
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
 # picks by layer kind and number of columns N = steps x batch). Measured on this project's 2-core
@@ -235,6 +235,15 @@ class _LayerPlan:
             raise ValueError(what)
         self.struct[key] = out
         return out
+
+    def active_updates(self, x: np.ndarray, t: int, b: int) -> np.ndarray:
+        """``results.active_updates`` per sample for feature-major input ``x`` ``(n_in, t*b)`` (columns (t, b))."""
+        if self.kind == "dense":
+            return (x != 0).reshape(-1, t, b).any(axis=0).sum(axis=0).astype(np.int64) * self.n_out
+        conn = self.struct.get("connectivity")
+        if conn is None:
+            conn = self.struct["connectivity"] = conv_connectivity(self.layer)
+        return active_updates(self.layer, x.T, conn).reshape(t, b).sum(axis=0)
 
     @property
     def w_csr(self) -> sp.csr_matrix:
@@ -619,7 +628,7 @@ class Emulator:
                     ev = _count_events(x, t, b)
             rows = np.empty((5, b), np.int64)  # this chunk's counts (LayerCounts fields, active updates)
             rows[0] = ev
-            rows[4] = active_updates(plan.layer, x.T).reshape(t, b).sum(axis=0)  # columns are (t, b)
+            rows[4] = plan.active_updates(x, t, b)
             acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             self.last_paths.append(path)
             u, v = self._u[k], self._v[k]

@@ -74,10 +74,11 @@ def _reference(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True) 
 
 
 @register("emulator")
-def _emulator(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, sparse_threshold=None) -> BatchTrace:
+def _emulator(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, sparse_threshold=None,
+              kernel: str = "auto", workers: int = 1) -> BatchTrace:
     from hw_models.backends.emulator import run_batch
 
-    return run_batch(net, inputs, record_v=record, sparse_threshold=sparse_threshold)
+    return run_batch(net, inputs, record_v=record, sparse_threshold=sparse_threshold, kernel=kernel, workers=workers)
 
 
 @register("lava")

@@ -50,6 +50,8 @@ class InferResult:
     streaming: bool
     recordings: list[RecordingResult]
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    elapsed_s: Optional[float] = None  # wall time of the whole run (all workers)
 
     @property
     def accuracy(self) -> Optional[float]:
@@ -72,6 +74,8 @@ class InferResult:
             "latency_ms_p50": float(np.percentile(lat, 50) * 1e3) if lat.size else None,
             "latency_ms_p99": float(np.percentile(lat, 99) * 1e3) if lat.size else None,
             "latency_ms_max": float(lat.max() * 1e3) if lat.size else None,
+            "workers": self.workers, "elapsed_s": self.elapsed_s,
+            "throughput_real_time_factor": stream_s / self.elapsed_s if self.elapsed_s else None,
             "synops_per_inference": float(np.mean(syn)) if syn else None,
             "energy_j_per_inference": float(np.mean(en)) if en else None,
             "accuracy": self.accuracy,

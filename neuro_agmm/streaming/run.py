@@ -40,8 +40,13 @@ batching several streams, Lava/Brian2 streaming.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from collections import deque
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Optional
 
 import numpy as np
@@ -130,18 +135,86 @@ def default_step_us(art: ModelArtifact) -> int:
     return int(enc.step_us)
 
 
+@dataclass
+class _Job:
+    """What streaming one recording needs (handed to worker processes once, at fork)."""
+
+    backend: str
+    net: object
+    art: ModelArtifact
+    step: int
+    window: int
+    sensor_size: Optional[tuple[int, int, int]]
+    energy: bool
+    stepper: object = None
+    mappings: dict = dc_field(default_factory=dict)
+
+    def start(self) -> "_Job":
+        if self.backend == "emulator":
+            self.stepper = STEPPERS["emulator"](self.net)
+        elif self.backend == "torch":
+            self.stepper = STEPPERS["torch"](self.art)
+        return self
+
+    def run(self, rec: Recording) -> RecordingResult:
+        sensor = rec.sensor_size if self.sensor_size is None else self.sensor_size
+        mapping = self.mappings.get(tuple(sensor))
+        if mapping is None:
+            mapping = self.mappings[tuple(sensor)] = InputMapping.from_encoding(self.art, sensor, self.step)
+        if self.stepper is not None:
+            r = stream(self.stepper, mapping, rec, self.window)
+            act = self.stepper.activity() if self.energy else None
+        else:
+            r, act = whole(self.backend, self.net, mapping, rec)
+        if self.energy and act is not None:
+            r.energy_pj = energy_pj(act)
+            r.energy_j = r.energy_pj["bsnn_loihi"] * 1e-12
+        return r
+
+
+_WORKER_JOB: Optional[_Job] = None
+
+
+def _worker_start(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job.start()
+
+
+def _worker_run(rec: Recording) -> RecordingResult:
+    return _WORKER_JOB.run(rec)
+
+
+def _run_all(job: _Job, recs, workers: int):
+    """Results in recording order; ``workers > 1`` streams recordings in that many forked processes (each its
+    own stepper, one core each), reading and handing out recordings as they complete."""
+    if workers <= 1:
+        job.start()
+        yield from (job.run(r) for r in recs)
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start, initargs=(job,)) as pool:
+        pending: deque = deque()
+        for rec in recs:  # at most 2 per worker in flight: memory stays bounded by a few recordings
+            pending.append(pool.submit(_worker_run, rec))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLike] = None, backend: str = "emulator",
           window_us: Optional[int] = None, *, dataset: Optional[str] = None, split: str = "test",
           root: str | os.PathLike = "datasets", step_us: Optional[int] = None, limit: Optional[int] = None,
           progress: bool = False, net=None, energy: bool = True,
-          sensor_size: Optional[tuple[int, int, int]] = None) -> InferResult:
+          sensor_size: Optional[tuple[int, int, int]] = None, workers: int = 1) -> InferResult:
     """Stream recordings through ``backend``; see the module docstring.
 
     ``window_us`` defaults to one network step; it must be a multiple of ``step_us``.
     ``net`` (an ``IntegerNetwork``) replaces the artifact's (tests, benchmarks); otherwise it comes from
     ``deploy.network.integer_network`` (``/hardware`` first). ``sensor_size`` (W, H, P) overrides the
-    recordings' own (e.g. files that do not state it). ``energy``: record
-    spike trains and apply ``neuro_agmm.energy`` after each stream (outside the timed loop).
+    recordings' own (e.g. files that do not state it). ``energy``: account each stream's activity
+    with ``neuro_agmm.energy`` (from the emulator's counters). ``workers``: recordings streamed in that many
+    processes (streaming backends).
     """
     if backend not in BACKENDS:
         raise InferError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -154,35 +227,32 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
     window = int(window_us) if window_us else step
     if window % step:
         raise InferError(f"window {window} µs is not a multiple of the step {step} µs")
-    if backend == "emulator":
-        stepper = STEPPERS["emulator"](net)
-    elif backend == "torch":
-        stepper = STEPPERS["torch"](art)
+    streaming = backend in STEPPERS
+    if backend == "torch":
         notes.append("torch backend: the artifact's float network (not the integer one), stepped densely")
-    else:
-        stepper = None
+    elif not streaming:
         notes.append(f"{backend} backend runs whole recordings (not streaming): latency is per recording")
     if backend == "torch":
         notes.append("energy: not computed for the float torch backend (no integer network)")
     elif energy:
         notes.append("energy: neuro_agmm.energy scenario bsnn_loihi (Loihi-style figures); all scenarios in JSON")
+    workers = int(workers)
+    if workers < 1:
+        raise InferError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and not streaming:
+        raise InferError(f"--workers applies to the streaming backends ({', '.join(STEPPERS)}); {backend} runs its "
+                         "own processes")
+    if workers > 1:
+        notes.append(f"{workers} worker processes, one recording each at a time; latency is per process, the "
+                     "throughput real-time factor uses the elapsed wall time")
     n, recs = iter_recordings(events_source, dataset, split, root, limit)
+    job = _Job(backend, net, art, step, window, sensor_size, energy)
+    t0 = time.perf_counter()
+    results = _run_all(job, recs, workers)
     if progress:
         from tqdm import tqdm
-        recs = tqdm(recs, total=n, desc=f"infer {backend}", unit="rec")
-    results = []
-    mapping = None
-    for rec in recs:
-        if mapping is None or mapping.sensor_size != rec.sensor_size:
-            mapping = InputMapping.from_encoding(art, rec.sensor_size if sensor_size is None else sensor_size, step)
-        act = None
-        if stepper is not None:
-            r = stream(stepper, mapping, rec, window)
-            act = stepper.activity() if energy else None
-        else:
-            r, act = whole(backend, net, mapping, rec)
-        if energy and act is not None:
-            r.energy_pj = energy_pj(act)
-            r.energy_j = r.energy_pj["bsnn_loihi"] * 1e-12
-        results.append(r)
-    return InferResult(str(model_path), backend, window, step, stepper is not None, results, notes)
+        results = tqdm(results, total=n, desc=f"infer {backend}", unit="rec")
+    results = list(results)
+    elapsed = time.perf_counter() - t0
+    return InferResult(str(model_path), backend, window, step, streaming, results, notes, workers=workers,
+                       elapsed_s=elapsed)

@@ -225,3 +225,17 @@ def test_stream_energy_from_counters_equals_energy_from_spike_trains(digits_mode
     assert want.totals()["active_updates"] > 0 and want.totals()["spikes"] > 0
     for a, b in zip(got.layers, want.layers):
         assert a == b
+
+
+def test_workers_give_the_same_results_in_order(digits_model):
+    """Two worker processes stream the recordings: same predictions, counts and energy, same order."""
+    path, _, _ = digits_model
+    one = infer(path, backend="emulator", dataset="digits-dvs", split="test", limit=5)
+    two = infer(path, backend="emulator", dataset="digits-dvs", split="test", limit=5, workers=2)
+    assert [r.source for r in two.recordings] == [r.source for r in one.recordings]
+    assert [r.prediction for r in two.recordings] == [r.prediction for r in one.recordings]
+    assert [r.counts["synops"] for r in two.recordings] == [r.counts["synops"] for r in one.recordings]
+    assert [r.energy_j for r in two.recordings] == [r.energy_j for r in one.recordings]
+    assert two.workers == 2 and two.stats()["throughput_real_time_factor"] > 0
+    with pytest.raises(InferError, match="--workers applies"):
+        infer(path, backend="brian2", dataset="digits-dvs", limit=1, workers=2)
