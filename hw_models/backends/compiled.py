@@ -1,27 +1,29 @@
 """The emulator's compiled kernel: ``core_spec`` rules 1-4 as numba loops, event-driven, exact in every case.
 
 Why: the NumPy engine (``emulator``) spends its time in many small array passes and in NumPy's
-generic BLAS kernel; plain torch beat it at batch 1 and 64. One compiled loop per layer and chunk
-does the whole job in one pass over the events: for every nonzero input it adds that input's
-weight row (dense) or kernel slice (conv) into the accumulators, then applies the LIF rules to
-every neuron. The rules are written literally (trunc decays, the 24-bit wrap, the int32 casts,
-the voltage clip), so no bound has to be proved for correctness; bounds only choose int32 or
-int64 accumulators.
+generic BLAS kernel; plain torch beat it at batch 1 and 64. Here one compiled call runs every layer
+of a chunk: for each sample and step it finds the active inputs (8-byte words at a time), adds each
+one's weight row (dense) or its kernel taps (conv) into integer accumulators, then applies the LIF
+rules to every neuron. ``_lif64`` writes the rules literally (trunc decays, the 24-bit wrap, the
+int32 casts, the voltage clip) and is exact for any state; ``_lif32`` is the same in 32-bit lanes,
+used only for chunks where ``core_spec.run_bounds`` (the quantizer's overflow rule) proves that
+nothing wraps, saturates or leaves int32 and the decays are shifts. Bounds also pick int32 or int64
+accumulators. Tests run every emulator test on both engines against the reference.
 
-Layout (all internal; every public result is in the network's own order):
+Layout (internal; every public result is in the network's order):
 
-* a conv layer keeps its neurons channel-last, ``(H, W, C)``: one input event adds a contiguous
-  run of ``C_out`` weights per kernel offset (vectorised by LLVM). Its input is read in whatever
-  order the layer below stores it, through per-input ``(c, y, x)`` tables.
-* a dense layer stores its weights transposed ``(n_in, n_out)`` with rows in its input's storage
-  order, so one input event is one contiguous row.
-* ``NetworkPlan`` holds these tables, per-neuron registers in storage order and the index maps
-  back to the network order. It is built once per network object (``plan_for``) and its
-  source arrays are frozen (made read-only) so a change after planning fails loudly instead of
-  being ignored.
+* conv layers keep neurons and output spikes channel-last ``(H, W, C)``: an input event adds a
+  contiguous run of ``C_out`` weights per tap, and the tap table (``_conv_taps``) lists, per input
+  position, the ``(output position, kernel offset)`` pairs it reaches;
+* a dense layer stores its weights ``(n_in, n_out)`` with rows in the order its input arrives;
+* all layers' weights, tap tables and registers are concatenated into flat arrays with offsets in a
+  parameter table (``P_*`` columns), state ``u``/``v`` is one ``(B, N)`` array each, spikes one
+  ``(B, T, width)`` buffer: passing typed lists cost about 2 µs each per call.
 
-Kernels release the GIL (``nogil``), so ``run_plan(..., workers=n)`` splits the batch over threads.
-Without numba, ``HAVE_NUMBA`` is False and the emulator falls back to its NumPy engine.
+``NetworkPlan`` is built once per network object (``plan_for``), which freezes the network's arrays
+(a later in-place write raises instead of being ignored); ``CompiledRun`` holds one batch's state.
+Kernels release the GIL, so ``CompiledRun(workers=n)`` splits a batch over threads. Without numba,
+``HAVE_NUMBA`` is False and ``emulator`` uses its NumPy engine (with a warning), never other numbers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Fast bit-exact NumPy emulator of an ``IntegerNetwork``: the path for batches and streams.
+"""Fast bit-exact emulator of an ``IntegerNetwork``: the path for batches and streams.
+
+Two engines behind one ``Emulator`` / ``run_batch``: the compiled kernel
+(``hw_models.backends.compiled``, numba; ``kernel="compiled"``, the default when numba is installed)
+and the NumPy engine described below (``kernel="numpy"``: the fallback, and a second
+implementation every test checks against the reference too). ``workers`` splits a batch over
+threads (compiled kernel).
 
 Why it exists: ``hw_models.reference`` is one sample, one step, one layer at a time (easy to
 read, slow); Lava runs every process as an OS process (about a millisecond per step). This
