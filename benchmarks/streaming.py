@@ -51,38 +51,37 @@ STEP_US = 1000
 RATES = (2e4, 2e5, 2e6)
 
 
-def dvs128_artifact(seed: int = 0) -> ModelArtifact:
-    """The benchmark network; scales 0.2 / 0.25 make conv0 and conv1 spike at ~11 % / ~7 % at 2e6 events/s."""
+def conv_conv_dense(in_shape, conv0, conv1, n_classes: int, scales: tuple[float, float], seed: int = 0
+                    ) -> ModelArtifact:
+    """An event-frame artifact: int8 conv, binary conv, int8 dense readout; ``conv*`` = ``(C_out, k, stride)``
+    (padding ``k // 2``), leak 0.5, random weights (60 % / 40 % positive in the first two layers)."""
     rng = np.random.default_rng(seed)
     lif = dict(leak=0.5, threshold=1.0, input_gain=0.5)
-    layers = [
-        LayerSpec("conv0", "conv", "int8", rng.integers(-64, 128, (8, 2, 3, 3)).astype(np.float32), np.full(8, 0.2),
-                  np.zeros(8), (2, 128, 128), (8, 64, 64), stride=(2, 2), padding=(1, 1), **lif),
-        LayerSpec("conv1", "conv", "binary", np.where(rng.random((16, 8, 3, 3)) < 0.4, -1.0, 1.0), np.full(16, 0.25),
-                  np.zeros(16), (8, 64, 64), (16, 32, 32), stride=(2, 2), padding=(1, 1), **lif),
-        LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (10, 16 * 32 * 32)).astype(np.float32),
-                  np.full(10, 0.01), np.zeros(10), (16 * 32 * 32,), (10,), leak=1.0, threshold=1.0, input_gain=1.0,
-                  spiking=False),
-    ]
-    return ModelArtifact(layers, (2, 128, 128), 1 / 15, 15, 1000, "events", provenance={"dataset": "synthetic"})
+    layers, shape = [], tuple(in_shape)
+    for name, (c, k, st), prec, scale in (("conv0", conv0, "int8", scales[0]), ("conv1", conv1, "binary", scales[1])):
+        w = (rng.integers(-64, 128, (c, shape[0], k, k)).astype(np.float32) if prec == "int8"
+             else np.where(rng.random((c, shape[0], k, k)) < 0.4, -1.0, 1.0))
+        out = (c, -(-shape[1] // st), -(-shape[2] // st))
+        layers.append(LayerSpec(name, "conv", prec, w, np.full(c, scale), np.zeros(c), shape, out, stride=(st, st),
+                                padding=(k // 2, k // 2), **lif))
+        shape = out
+    n = int(np.prod(shape))
+    layers.append(LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (n_classes, n)).astype(np.float32),
+                            np.full(n_classes, 0.01), np.zeros(n_classes), (n,), (n_classes,), leak=1.0, threshold=1.0,
+                            input_gain=1.0, spiking=False))
+    return ModelArtifact(layers, tuple(in_shape), 1 / 15, 15, 1000, "events", provenance={"dataset": "synthetic"})
+
+
+def dvs128_artifact(seed: int = 0) -> ModelArtifact:
+    """Full resolution; scales 0.2 / 0.25 make conv0 and conv1 spike at ~11 % / ~7 % at 2e6 events/s."""
+    return conv_conv_dense((2, 128, 128), (8, 3, 2), (16, 3, 2), 10, (0.2, 0.25), seed)
 
 
 def dvs128_pooled_artifact(seed: int = 0) -> ModelArtifact:
     """The DVS Gesture topology of SLAYER / lava-dl's examples: 4x4 sum pooling of the 128x128 sensor (done by
     the binning's downsample, as a pooling core would), conv 16 (5x5), conv 32 (3x3 s2), dense 11. Scales
     0.009 / 0.12 give ~15 % / ~9 % firing at 2e6 events/s."""
-    rng = np.random.default_rng(seed)
-    lif = dict(leak=0.5, threshold=1.0, input_gain=0.5)
-    layers = [
-        LayerSpec("conv0", "conv", "int8", rng.integers(-64, 128, (16, 2, 5, 5)).astype(np.float32),
-                  np.full(16, 0.009), np.zeros(16), (2, 32, 32), (16, 32, 32), stride=(1, 1), padding=(2, 2), **lif),
-        LayerSpec("conv1", "conv", "binary", np.where(rng.random((32, 16, 3, 3)) < 0.4, -1.0, 1.0), np.full(32, 0.12),
-                  np.zeros(32), (16, 32, 32), (32, 16, 16), stride=(2, 2), padding=(1, 1), **lif),
-        LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (11, 32 * 16 * 16)).astype(np.float32),
-                  np.full(11, 0.01), np.zeros(11), (32 * 16 * 16,), (11,), leak=1.0, threshold=1.0, input_gain=1.0,
-                  spiking=False),
-    ]
-    return ModelArtifact(layers, (2, 32, 32), 1 / 15, 15, 1000, "events", provenance={"dataset": "synthetic"})
+    return conv_conv_dense((2, 32, 32), (16, 5, 1), (32, 3, 2), 11, (0.009, 0.12), seed)
 
 
 NETWORKS = {

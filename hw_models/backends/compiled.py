@@ -153,7 +153,7 @@ def _active_inputs(xs, xs64, evbuf):
 
 @_inline
 def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs,
-                accs, spikes, v_rec, u_rec, record, counts, evbuf, touched, touched_list):
+                accs, spikes, v_rec, u_rec, record, counts, evbuf, touched):
     """Layer ``k`` for sample ``b``, step ``t``, on input row ``xs``: rules 1-4 of ``core_spec``.
 
     Dense: each active input adds its weight row. Conv (``par[k, P_KIND] == 1``): input ``i`` is ``c * HW + p``
@@ -161,7 +161,8 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
     (``output position << 8 | kernel offset``) adds the contiguous ``C_out`` weights of row ``c * K + offset``
     to the channel-last accumulators of that output position. Active neuron updates (neurons that received an
     event, ``hw_models.results.active_updates``): a dense layer's all when any input is active; a conv layer's
-    ``C_out`` per distinct output position reached (``touched`` flags, cleared after the step).
+    ``C_out`` per distinct output position reached (``touched`` flags, set without a test, counted and cleared
+    after the step: a test-and-append per tap cost more).
     """
     n_ev = _active_inputs(xs, xs64, evbuf)
     woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
@@ -203,10 +204,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
             syn += (q1 - q0) * c_out
             for q in range(q0, q1):
                 op = tq[q] >> 8
-                if touched[op] == 0:
-                    touched[op] = 1
-                    touched_list[n_active] = op
-                    n_active += 1
+                touched[op] = 1
                 # unsigned flat offsets: no negative-index fix-up per element, so the C_out adds vectorise
                 a0 = np.uint64(op * c_out)
                 w0 = np.uint64((c * n_k + (tq[q] & 255)) * c_out)
@@ -216,8 +214,11 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
                 else:
                     for o in range(c_out):
                         acc[a0 + np.uint64(o)] += xv * wf[w0 + np.uint64(o)]
-        for m in range(n_active):
-            touched[touched_list[m]] = 0
+        n_pos = n_out // c_out
+        for m in range(n_pos):
+            n_active += touched[m]
+        for m in range(n_pos):
+            touched[m] = 0
         n_active *= c_out
     u, v, s_row = us[b, roff:roff + n_out], vs[b, roff:roff + n_out], spikes[b, t, soff:soff + n_out]
     if fast[k]:
@@ -242,7 +243,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
 
 @_jit
 def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
-                 spike_words, v_rec, u_rec, record, counts, evbuf, touched, touched_list):
+                 spike_words, v_rec, u_rec, record, counts, evbuf, touched):
     """Every layer over every sample and step of ``x`` ``(B, T, n_in)``; one call per chunk.
 
     Layer ``k``'s spikes of step ``t`` are ``spikes[b, t, soff:soff + n]`` (storage order; ``soff`` a multiple of
@@ -257,14 +258,14 @@ def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias3
     for b in range(n_b):
         for t in range(n_t):
             _layer_step(0, x[b, t], x64[b, t], b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32,
-                        us, vs, accs, spikes, v_rec, u_rec, record, counts, evbuf, touched, touched_list)
+                        us, vs, accs, spikes, v_rec, u_rec, record, counts, evbuf, touched)
     for k in range(1, n_layers):
         so, n, pad = par[k - 1, P_SOFF], par[k - 1, P_NOUT], par[k - 1, P_SPAD]
         for b in range(n_b):
             for t in range(n_t):
                 _layer_step(k, spikes[b, t, so:so + n], spike_words[b, t, so // 8:(so + pad) // 8], b, t, par, fast,
                             weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes, v_rec, u_rec,
-                            record, counts, evbuf, touched, touched_list)
+                            record, counts, evbuf, touched)
 
 
 @_jit
@@ -567,7 +568,6 @@ class CompiledRun:
         self._evbuf = np.empty(max(lp.n_in for lp in lps), np.int32)
         n_pos = max([lp.hwc[1] for lp in lps if lp.hwc] or [1])
         self._touched = np.zeros(n_pos, np.uint8)  # conv output positions reached this step (kept zero between)
-        self._touched_list = np.empty(n_pos, np.int32)
         self._fast = np.zeros(len(lps), np.bool_)
         self._parts = None
         if self.workers > 1:
@@ -632,7 +632,7 @@ class CompiledRun:
             counts.fill(0)
         _run_network(h, _words(h), plan.par, fast, plan.weights, plan.tap_ptr, plan.taps, plan.bias64, plan.vth64,
                      plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words, v_rec, u_rec,
-                     record_v, counts, self._evbuf, self._touched, self._touched_list)
+                     record_v, counts, self._evbuf, self._touched)
         if not keep_spikes:
             return [], [], [], counts
         spikes_out = [spikes[:, :, lo:hi].view(np.bool_) for lo, hi in plan.spike_segments]
