@@ -151,6 +151,66 @@ def _active_inputs(xs, xs64, evbuf):
     return n
 
 
+@_jit
+def _dense_add(xs, evbuf, n_ev, wf, acc):
+    """Each active input ``evbuf[:n_ev]`` of row ``xs`` adds its weight row (``wf`` flat ``(n_in, n_out)``).
+
+    Its own compiled function (not inlined into the network loop): in the big loop the same code ran
+    slower (register pressure). Flat unsigned offsets, not row views (a view per event costs a refcount
+    pair, and unsigned indices need no negative-index fix-up, so the adds vectorise)."""
+    n_out = acc.shape[0]
+    for e in range(n_ev):
+        i = evbuf[e]
+        xv = xs[i]
+        w0 = np.uint64(i * n_out)
+        if xv == 1:
+            for j in range(n_out):
+                acc[j] += wf[w0 + np.uint64(j)]
+        else:
+            for j in range(n_out):
+                acc[j] += xv * wf[w0 + np.uint64(j)]
+
+
+@_jit
+def _conv_add(xs, evbuf, n_ev, wf, acc, c_in, c_out, n_k, in_hwc, div_sh, tp, tq, touched):
+    """Each active input adds its taps' ``C_out`` weights to the channel-last accumulators; returns
+    ``(SynOps, active neuron updates)``.
+
+    Input ``i`` is ``c * HW + p`` (network order) or, with ``in_hwc``, ``p * C_in + c``; splitting it is a shift
+    when the divisor is a power of two (``div_sh``; a 64-bit division per event cost as much as its adds).
+    ``touched`` flags the output positions reached, set without a test, counted and cleared at the end."""
+    hw = xs.shape[0] // c_in
+    syn = 0
+    for e in range(n_ev):
+        i = evbuf[e]
+        xv = xs[i]
+        if in_hwc:
+            p = i >> div_sh if div_sh >= 0 else i // c_in
+            c = i - p * c_in
+        else:
+            c = i >> div_sh if div_sh >= 0 else i // hw
+            p = i - c * hw
+        q0, q1 = tp[p], tp[p + 1]
+        syn += (q1 - q0) * c_out
+        for q in range(q0, q1):
+            op = tq[q] >> 8
+            touched[op] = 1
+            a0 = np.uint64(op * c_out)
+            w0 = np.uint64((c * n_k + (tq[q] & 255)) * c_out)
+            if xv == 1:
+                for o in range(c_out):
+                    acc[a0 + np.uint64(o)] += wf[w0 + np.uint64(o)]
+            else:
+                for o in range(c_out):
+                    acc[a0 + np.uint64(o)] += xv * wf[w0 + np.uint64(o)]
+    n_active = 0
+    n_pos = acc.shape[0] // c_out
+    for m in range(n_pos):
+        n_active += touched[m]
+        touched[m] = 0
+    return syn, n_active * c_out
+
+
 @_inline
 def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs,
                 accs, spikes, v_rec, u_rec, record, counts, evbuf, touched):
@@ -169,57 +229,17 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
     wf = weights[woff:woff + rows * cols]
     soff, roff, n_out = par[k, P_SOFF], par[k, P_ROFF], par[k, P_NOUT]
     acc = accs[roff:roff + n_out]
-    syn = 0
-    n_active = 0
     if par[k, P_KIND] == 0:
-        for e in range(n_ev):
-            i = evbuf[e]
-            xv = xs[i]
-            w0 = np.uint64(i * n_out)  # flat unsigned offsets, not a row view (a view per event costs a refcount pair)
-            if xv == 1:
-                for j in range(n_out):
-                    acc[j] += wf[w0 + np.uint64(j)]
-            else:
-                for j in range(n_out):
-                    acc[j] += xv * wf[w0 + np.uint64(j)]
+        _dense_add(xs, evbuf, n_ev, wf, acc)
         syn = n_ev * n_out
         n_active = n_out if n_ev > 0 else 0
     else:
-        c_in, c_out, n_k, in_hwc, div_sh = par[k, P_CIN], par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC], par[k, P_DIVSH]
+        c_in = par[k, P_CIN]
         hw = xs.shape[0] // c_in
         tp = tap_ptr[par[k, P_TPOFF]:par[k, P_TPOFF] + hw + 1]
         tq = taps[par[k, P_TOFF]:par[k, P_TOFF] + par[k, P_NTAPS]]
-        for e in range(n_ev):
-            i = evbuf[e]
-            xv = xs[i]
-            # split i into (c, p): a shift when the divisor is a power of two (a 64-bit division per event
-            # cost as much as the event's additions)
-            if in_hwc:
-                p = i >> div_sh if div_sh >= 0 else i // c_in
-                c = i - p * c_in
-            else:
-                c = i >> div_sh if div_sh >= 0 else i // hw
-                p = i - c * hw
-            q0, q1 = tp[p], tp[p + 1]
-            syn += (q1 - q0) * c_out
-            for q in range(q0, q1):
-                op = tq[q] >> 8
-                touched[op] = 1
-                # unsigned flat offsets: no negative-index fix-up per element, so the C_out adds vectorise
-                a0 = np.uint64(op * c_out)
-                w0 = np.uint64((c * n_k + (tq[q] & 255)) * c_out)
-                if xv == 1:
-                    for o in range(c_out):
-                        acc[a0 + np.uint64(o)] += wf[w0 + np.uint64(o)]
-                else:
-                    for o in range(c_out):
-                        acc[a0 + np.uint64(o)] += xv * wf[w0 + np.uint64(o)]
-        n_pos = n_out // c_out
-        for m in range(n_pos):
-            n_active += touched[m]
-        for m in range(n_pos):
-            touched[m] = 0
-        n_active *= c_out
+        syn, n_active = _conv_add(xs, evbuf, n_ev, wf, acc, c_in, par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC],
+                                  par[k, P_DIVSH], tp, tq, touched)
     u, v, s_row = us[b, roff:roff + n_out], vs[b, roff:roff + n_out], spikes[b, t, soff:soff + n_out]
     if fast[k]:
         _lif32(acc, par[k, P_LSH], par[k, P_RSH], par[k, P_SHU], par[k, P_MASKU], par[k, P_SHV],

@@ -9,7 +9,7 @@ import pytest
 from hw_models.backends import compiled, emulator as em
 from hw_models.backends.reference import run_reference
 
-pytestmark = pytest.mark.skipif(not compiled.HAVE_NUMBA, reason="numba is not installed (NumPy engine only)")
+NO_NUMBA = pytest.mark.skipif(not compiled.HAVE_NUMBA, reason="numba is not installed (NumPy engine only)")
 
 
 def _conv_net(seed=0):
@@ -18,6 +18,7 @@ def _conv_net(seed=0):
                              vth_range=(1, 6), input_max=3)
 
 
+@NO_NUMBA
 @pytest.mark.parametrize("workers", [2, 3, 7])
 def test_workers_split_the_batch_without_changing_anything(workers):
     net = _conv_net(1)
@@ -35,6 +36,7 @@ def test_workers_split_the_batch_without_changing_anything(workers):
     np.testing.assert_array_equal(one.predictions, many.predictions)
 
 
+@NO_NUMBA
 def test_plan_is_built_once_and_the_network_is_frozen():
     net = _conv_net(3)
     p1 = compiled.plan_for(net)
@@ -54,6 +56,7 @@ def test_plan_is_built_once_and_the_network_is_frozen():
     np.testing.assert_array_equal(em.run_batch(net, x, record_v=True).u[1][0], run_reference(net, x[0]).u[1])
 
 
+@NO_NUMBA
 def test_accumulators_widen_when_int32_could_overflow():
     net = em.random_network(np.random.default_rng(5), (40,), (("dense", 8), ("dense", 3)), weight_range=(-256, 255))
     lp = compiled.plan_for(net).layers[0]
@@ -68,6 +71,7 @@ def test_accumulators_widen_when_int32_could_overflow():
             np.testing.assert_array_equal(tr.u[k][0], ref.u[k])
 
 
+@NO_NUMBA
 def test_bool_and_wide_inputs_are_accepted():
     net = _conv_net(6)
     x = np.random.default_rng(7).random((2, 4, 2, 9, 9)) < 0.3
@@ -92,3 +96,19 @@ def test_fallback_without_numba_is_the_numpy_engine_with_a_note(monkeypatch):
     np.testing.assert_array_equal(tr.v[-1][1], run_reference(net, x[1]).v[-1])
     with pytest.raises(ValueError, match="unknown emulator kernel"):
         em.resolve_kernel("cuda")
+
+
+@pytest.mark.parametrize("kernel", [pytest.param("compiled", marks=NO_NUMBA), "numpy"])
+def test_active_updates_follow_the_energy_rule(kernel):
+    """Both engines count active neuron updates as ``results.active_updates`` defines them (the energy model's
+    rule), conv and dense, on the very spike trains they produce."""
+    from hw_models.results import active_updates
+
+    net = _conv_net(10)
+    x = np.random.default_rng(11).integers(0, 3, (3, 5, 2, 9, 9)) * (np.random.default_rng(12).random((3, 5, 2, 9, 9)) < 0.1)
+    emu = em.Emulator(net, 3, kernel=kernel)
+    tr = emu.run(x)
+    ins = [x.reshape(3, 5, -1)] + list(tr.spikes[:-1])
+    want = np.stack([active_updates(l, a.reshape(15, -1)).reshape(3, 5).sum(axis=1) for l, a in zip(net.layers, ins)])
+    np.testing.assert_array_equal(emu.active_updates, want)
+    assert 0 < want[0].sum() < 5 * net.layers[0].n_out * 3  # some, not all, conv neurons were reached
