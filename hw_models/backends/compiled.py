@@ -530,6 +530,16 @@ def plan_for(net: IntegerNetwork) -> NetworkPlan:
     return plan
 
 
+def _coarse(n: int) -> int:
+    """``n`` rounded up to 4 significant bits: still an upper bound (so still a proof, at most 1/8 looser), and
+    few distinct values, so ``LayerPlan.int32_safe``'s memo answers most stream steps without ``run_bounds``."""
+    n = int(n)
+    if n < 16:
+        return n
+    sh = n.bit_length() - 4
+    return -(-n >> sh) << sh
+
+
 def _input_array(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Inputs as ``(B, T, n)`` in the narrowest unsigned type that holds them, and their maximum."""
     if x.dtype == bool:
@@ -555,6 +565,7 @@ def _layer_call(lp: LayerPlan, x_max: int) -> tuple[np.dtype, int]:
 
 _EMPTY_REC = np.zeros((1, 1, 1), np.int32)  # typed filler when nothing is recorded (never written)
 RETRY_MIN_NEURONS = 1024
+RETRY_WAIT = 64  # calls to wait after a failed retry (a performance choice: the int64 path is always exact)
 
 
 def _words(a: np.ndarray) -> np.ndarray:
@@ -589,6 +600,7 @@ class CompiledRun:
         n_pos = max([lp.hwc[1] for lp in lps if lp.hwc] or [1])
         self._touched = np.zeros(n_pos, np.uint8)  # conv output positions reached this step (kept zero between)
         self._fast = np.zeros(len(lps), np.bool_)
+        self._retry_wait = [0] * len(lps)
         self._parts = None
         if self.workers > 1:
             edges = np.linspace(0, b, self.workers + 1).astype(int)
@@ -605,16 +617,22 @@ class CompiledRun:
     def _fast_flags(self, x_max: int, t: int) -> np.ndarray:
         """Per layer, whether ``_lif32`` is proved exact for this chunk (``LayerPlan.int32_safe``); updates the
         carried bounds. Layers below ``RETRY_MIN_NEURONS`` do not retry from the state when the carried bounds
-        fail (the reductions cost more than the int32 path saves on a readout of ten neurons)."""
+        fail (the reductions cost more than the int32 path saves on a readout of ten neurons); after a failed
+        retry a layer waits ``RETRY_WAIT`` calls before the next."""
         fast = self._fast
         bounds = self.bounds
+        x_max = _coarse(x_max)
         for k, lp in enumerate(self.plan.layers):
             a_max = _layer_call(lp, x_max if k == 0 else 1)[1]
             ok, u_end, v_end = lp.int32_safe(a_max, t, *bounds[k])
-            if not ok and lp.p32 is not None and lp.n_out >= RETRY_MIN_NEURONS:
-                ok, u_end, v_end = lp.int32_safe(a_max, t, int(np.abs(self.us[k]).max(initial=0)),
-                                                 int(np.abs(self.vs[k]).max(initial=0)))
-            bounds[k] = (u_end, v_end)
+            if not ok and lp.p32 is not None and lp.n_out >= RETRY_MIN_NEURONS and self._retry_wait[k] == 0:
+                ok, u_end, v_end = lp.int32_safe(a_max, t, _coarse(int(np.abs(self.us[k]).max(initial=0))),
+                                                 _coarse(int(np.abs(self.vs[k]).max(initial=0))))
+                if not ok:  # the state does not prove it either: wait before paying the reductions again
+                    self._retry_wait[k] = RETRY_WAIT
+            elif self._retry_wait[k]:
+                self._retry_wait[k] -= 1
+            bounds[k] = (_coarse(u_end), _coarse(v_end))
             fast[k] = ok
         return fast
 

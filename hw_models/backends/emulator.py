@@ -606,8 +606,9 @@ class Emulator:
         """``run`` without building the trace: ``(spikes, v, u, counts)`` per layer (``v``/``u`` empty
         lists unless ``record_v``); ``spikes[k]`` is ``(B, t, n_k)`` bool. The cheap call for streams.
 
-        ``keep_spikes=False``: the returned spikes may be overwritten by the next call and (compiled kernel)
-        are in its storage order; for callers that read only the readout and the counters."""
+        ``keep_spikes=False``: for callers that read only the readout and the running counters (``counts``,
+        ``active_updates``): the compiled kernel then reuses its buffers and returns empty lists (the NumPy
+        engine returns its usual results)."""
         chunk = self._check_inputs(chunk)
         if self.kernel == "compiled":
             return self._advance_compiled(chunk, record_v, reuse_spikes=not keep_spikes)
@@ -724,6 +725,8 @@ class Emulator:
         self._totals += rows
         self.last_paths = ["compiled"] * len(plan.layers)
         self.steps += t
+        if reuse_spikes:  # the lean stream call: running totals only (self.counts), no per-chunk objects
+            return [], [], [], []
         nat = plan.to_natural
         spikes = [nat(k, x) for k, x in enumerate(s)] if not reuse_spikes else s  # reused: storage order
         return (spikes, [nat(k, x) for k, x in enumerate(vr)], [nat(k, x) for k, x in enumerate(ur)],
