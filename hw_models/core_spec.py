@@ -121,6 +121,15 @@ def voltage_decay_factor(dv: int) -> int:
     return DECAY_UNITY - (int(dv) + DV_OFFSET)
 
 
+def decay_shift(k: int):
+    """``sh`` with ``trunc(x * k / 4096) == trunc(x / 2**sh)`` when the decay factor ``k`` (``current_decay_factor``
+    / ``voltage_decay_factor``) is a power of two; None otherwise (and for ``k = 0``, which clears the value)."""
+    k = int(k)
+    if k <= 0 or k & (k - 1):
+        return None
+    return DECAY_SHIFT - (k.bit_length() - 1)
+
+
 def scaled_threshold(vth: np.ndarray | int) -> np.ndarray:
     """Rule 4's comparison value ``vth << 6`` (``PyLifModelBitAcc.scale_threshold``), int64."""
     return np.asarray(vth, dtype=np.int64) << VTH_SHIFT

@@ -91,6 +91,15 @@ def synapse_list(layer: IntLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pre[ok].astype(np.int64), post[ok].astype(np.int64), wv[ok].astype(np.int64)
 
 
+def max_abs_row_sum(layer: IntLayer, synapses=None) -> int:
+    """``max`` over output neurons of ``sum |w|`` over their synapses: bounds ``|W @ x|`` per unit of input
+    (``synapses``: this layer's ``synapse_list`` when the caller has it)."""
+    if layer.kind == "dense":
+        return int(np.abs(np.asarray(layer.weight_mant, np.int64)).sum(axis=1).max(initial=0))
+    _, post, wl = synapse_list(layer) if synapses is None else synapses
+    return int(np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=layer.n_out).max(initial=0))
+
+
 def fan_out(layer: IntLayer) -> np.ndarray:
     """Number of synapses leaving each input neuron, ``(n_in,)`` int64 (borders and stride exact)."""
     if layer.kind == "dense":

@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 
 from hw_models import core_spec
-from hw_models.geometry import synapse_list
+from hw_models.geometry import max_abs_row_sum
 from hw_models.integer_network import IntegerNetwork, IntLayer
 
 try:  # optional: the NumPy engine is the fallback
@@ -55,9 +55,6 @@ _COUNT_FIELDS = 5  # input_events, synops, neuron_updates, spikes (LayerCounts o
 def jit(fn):
     """``numba.njit`` as every kernel of the project uses it (no GIL, cached on disk); identity without numba."""
     return numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False)(fn) if HAVE_NUMBA else fn
-
-
-_jit = jit
 
 
 def _inline(fn):
@@ -84,7 +81,7 @@ def _to_int32(x):
     return ((np.int64(x) + 2147483648) & 4294967295) - 2147483648
 
 
-@_jit
+@jit
 def _lif64(acc, weight_exp, ku, kv, bias, vth64, u, v, s_row):
     """Rules 1 (shift, int32 cast) to 4 for one sample and step, in int64 with every wrap, cast and clip.
 
@@ -106,7 +103,7 @@ def _lif64(acc, weight_exp, ku, kv, bias, vth64, u, v, s_row):
         v[j] = 0 if spk else vv
 
 
-@_jit
+@jit
 def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
     """``_lif64`` where the caller has proved (``core_spec.run_bounds``) that nothing wraps, saturates or
     leaves int32 and the decays are shifts (``trunc(x / 2**sh)``; ``mask_u = 0`` clears ``u``, du = 4095).
@@ -151,7 +148,7 @@ def _active_inputs(xs, xs64, evbuf):
     return n
 
 
-@_jit
+@jit
 def _dense_add(xs, evbuf, n_ev, wf, acc):
     """Each active input ``evbuf[:n_ev]`` of row ``xs`` adds its weight row (``wf`` flat ``(n_in, n_out)``).
 
@@ -171,7 +168,7 @@ def _dense_add(xs, evbuf, n_ev, wf, acc):
                 acc[j] += xv * wf[w0 + np.uint64(j)]
 
 
-@_jit
+@jit
 def _conv_add(xs, evbuf, n_ev, wf, acc, c_in, c_out, n_k, in_hwc, div_sh, tp, tq, touched):
     """Each active input adds its taps' ``C_out`` weights to the channel-last accumulators; returns
     ``(SynOps, active neuron updates)``.
@@ -261,7 +258,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
     counts[k, b, 4] += n_active
 
 
-@_jit
+@jit
 def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
                  spike_words, v_rec, u_rec, record, counts, evbuf, touched):
     """Every layer over every sample and step of ``x`` ``(B, T, n_in)``; one call per chunk.
@@ -288,7 +285,7 @@ def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias3
                             record, counts, evbuf, touched)
 
 
-@_jit
+@jit
 def _max_u8(x):
     m = 0
     for i in range(x.shape[0]):
@@ -317,13 +314,12 @@ def _conv_taps(layer: IntLayer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decay_shift(k: int) -> Optional[tuple[int, int]]:
-    """``(sh, mask)`` with ``trunc(x * k / 4096) == trunc(x / 2**sh) & mask`` for int32 ``x``; None unless
-    ``k`` is 0 or a power of two."""
+    """``(sh, mask)`` with ``trunc(x * k / 4096) == trunc(x / 2**sh) & mask`` for int32 ``x`` (``core_spec.decay_shift``;
+    ``k = 0`` clears: mask 0); None unless ``k`` is 0 or a power of two."""
     if k == 0:
         return 0, 0
-    if k & (k - 1):
-        return None
-    return _SHIFT - (k.bit_length() - 1), -1
+    sh = core_spec.decay_shift(k)
+    return None if sh is None else (sh, -1)
 
 
 def _smallest_int(lo: int, hi: int, choices=(np.int8, np.int16, np.int32)) -> np.dtype:
@@ -403,15 +399,13 @@ def _layer_plan(layer: IntLayer, in_hwc: Optional[tuple[int, int]]) -> LayerPlan
     n_in, n_out = layer.n_in, layer.n_out
     bias = np.asarray(layer.bias, np.int64).reshape(-1)
     vth64 = np.array(np.broadcast_to(core_spec.scaled_threshold(layer.vth), (n_out,)), np.int64)  # writable copy
+    acc_bound = max_abs_row_sum(layer)
     if layer.kind == "dense":
         weights = (w if in_hwc is None else _to_hwc(w, in_hwc)).T  # rows in the order the inputs arrive
-        acc_bound = int(np.abs(w).sum(axis=1).max(initial=0))
         taps, hwc, c_in, n_k = None, None, 0, 0
     else:
         if in_hwc is not None and in_hwc[0] != layer.in_shape[0]:
             raise ValueError(f"layer {layer.name!r}: input channels {layer.in_shape[0]} != {in_hwc[0]}")
-        _, post, wl = synapse_list(layer)
-        acc_bound = int(np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=n_out).max(initial=0))
         c_out, c_in, kh, kw = w.shape
         n_k = kh * kw
         weights = w.transpose(1, 2, 3, 0).reshape(c_in * n_k, c_out)  # row c * K + offset: C_out weights
@@ -423,16 +417,19 @@ def _layer_plan(layer: IntLayer, in_hwc: Optional[tuple[int, int]]) -> LayerPlan
                      weights, acc_bound, c_in, n_k, in_hwc is not None, taps, hwc)
 
 
+def _transpose_last(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The last axis read as ``(rows, cols)`` and written as ``(cols, rows)`` (a copy)."""
+    return np.ascontiguousarray(arr.reshape(arr.shape[:-1] + (rows, cols)).swapaxes(-1, -2)).reshape(arr.shape)
+
+
 def _to_hwc(arr: np.ndarray, hwc: tuple[int, int]) -> np.ndarray:
     """Network order ``(..., C * HW)`` -> channel-last ``(..., HW * C)``."""
-    c, hw = hwc
-    return np.ascontiguousarray(arr.reshape(arr.shape[:-1] + (c, hw)).swapaxes(-1, -2)).reshape(arr.shape)
+    return _transpose_last(arr, *hwc)
 
 
 def _from_hwc(arr: np.ndarray, hwc: tuple[int, int]) -> np.ndarray:
-    """Channel-last ``(..., HW * C)`` -> network order ``(..., C * HW)`` (a copy)."""
-    c, hw = hwc
-    return np.ascontiguousarray(arr.reshape(arr.shape[:-1] + (hw, c)).swapaxes(-1, -2)).reshape(arr.shape)
+    """Channel-last ``(..., HW * C)`` -> network order ``(..., C * HW)``."""
+    return _transpose_last(arr, hwc[1], hwc[0])
 
 
 _FILLER32 = np.zeros(1, np.int32)
@@ -446,8 +443,6 @@ class NetworkPlan:
 
     def __init__(self, net: IntegerNetwork):
         net.validate()
-        self.input_shape = tuple(net.input_shape)
-        self.n_in = int(np.prod(self.input_shape))
         self.layers: list[LayerPlan] = []
         in_hwc = None
         for layer in net.layers:
@@ -595,7 +590,8 @@ class CompiledRun:
         self._views()
         self.bounds = [(0, 0)] * len(lps)
         self._reuse: dict = {}
-        self._accs: dict = {}
+        self._accs: dict = {}  # accumulators by dtype
+        self._acc_dtype: dict = {}  # x_max -> accumulator dtype
         self._evbuf = np.empty(max(lp.n_in for lp in lps), np.int32)
         n_pos = max([lp.hwc[1] for lp in lps if lp.hwc] or [1])
         self._touched = np.zeros(n_pos, np.uint8)  # conv output positions reached this step (kept zero between)
@@ -638,7 +634,7 @@ class CompiledRun:
 
     def advance(self, x: np.ndarray, record_v: bool = False, keep_spikes: bool = True
                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """``t`` steps on ``x`` ``(B, t, *input_shape)``: ``(spikes, v records, u records, counts (L, B, 4))``;
+        """``t`` steps on ``x`` ``(B, t, *input_shape)``: ``(spikes, v records, u records, counts (L, B, 5))``;
         spikes, records and state in storage order. ``keep_spikes=False`` reuses the spike and count buffers
         (the caller reads only the state and counts, before the next call).
 
@@ -649,14 +645,13 @@ class CompiledRun:
         plan, b, t = self.plan, x.shape[0], x.shape[1]
         h, x_max = _input_array(x)
         fast = self._fast_flags(x_max, t)
-        accs = self._accs.get(x_max)
-        if accs is None:
+        dt = self._acc_dtype.get(x_max)
+        if dt is None:  # int64 accumulators when any layer's sums could leave int32
             wide = any(_layer_call(lp, x_max if k == 0 else 1)[0] == np.int64 for k, lp in enumerate(plan.layers))
-            dt = np.int64 if wide else np.int32
-            accs = next((a for a in self._accs.values() if a.dtype == dt), None)
-            if accs is None:
-                accs = np.zeros(plan.record_width, dt)  # kept zero between steps by the LIF kernels
-            self._accs[x_max] = accs
+            dt = self._acc_dtype[x_max] = np.dtype(np.int64 if wide else np.int32)
+        accs = self._accs.get(dt)
+        if accs is None:
+            accs = self._accs[dt] = np.zeros(plan.record_width, dt)  # kept zero between steps by the LIF kernels
         buf = self._reuse.get((t, record_v)) if not keep_spikes else None
         if buf is None:
             spikes = np.zeros((b, t, plan.spike_width), np.uint8)  # zero padding between segments
@@ -682,8 +677,6 @@ class CompiledRun:
     def _advance_parts(self, x, record_v):
         with ThreadPoolExecutor(len(self._parts)) as pool:
             res = list(pool.map(lambda part: part[2].advance(x[part[0]:part[1]], record_v), self._parts))
-        self.bounds = [tuple(max(r.bounds[k][j] for _, _, r in self._parts) for j in range(2))
-                       for k in range(len(self.plan.layers))]
         out = [[np.concatenate([r[j][k] for r in res]) for k in range(len(res[0][j]))] for j in range(3)]
         return out[0], out[1], out[2], np.concatenate([r[3] for r in res], axis=1)
 

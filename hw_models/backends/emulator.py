@@ -57,7 +57,7 @@ import scipy.sparse as sp
 from hw_models import core_spec
 from hw_models.backends import compiled
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.geometry import conv_geometry, conv_output_hw, synapse_list
+from hw_models.geometry import conv_geometry, conv_output_hw, max_abs_row_sum, synapse_list
 from hw_models.results import BatchTrace, LayerCounts, RunTrace, active_updates, conv_connectivity
 
 # Below this fraction of nonzero inputs the event-driven product is used (``sparse_threshold=None``
@@ -85,15 +85,14 @@ _I32_MAX = core_spec.INT32_MAX
 # --- the LIF update, vectorised (core_spec.step, rules 2-4; tested against it) ---------------
 def _decay_trunc(x: np.ndarray, k: int) -> np.ndarray:
     """``trunc(x * k / 4096)`` for int64 ``x``, ``0 < k < 4096``; a pure shift when ``k`` is a power of two."""
-    k = int(k)
-    if k & (k - 1) == 0:
-        sh = core_spec.DECAY_SHIFT - (k.bit_length() - 1)
+    sh = core_spec.decay_shift(k)
+    if sh is not None:
         out = x >> 63
         out &= (1 << sh) - 1
         out += x
         out >>= sh
         return out
-    out = x * k
+    out = x * int(k)
     out += (out >> 63) & _TRUNC_MASK
     out >>= core_spec.DECAY_SHIFT
     return out
@@ -154,22 +153,15 @@ def _structure(layer: IntLayer) -> dict:
         _STRUCT_CACHE.move_to_end(key)
         return hit
     if layer.kind == "dense":
-        fan = np.full(layer.n_in, layer.n_out, np.int64)
-        row_abs_sum = int(np.abs(w.astype(np.int64)).sum(axis=1).max(initial=0))
-        st = {"fan": fan, "row_abs_sum": row_abs_sum}
+        st = {"fan": np.full(layer.n_in, layer.n_out, np.int64), "row_abs_sum": max_abs_row_sum(layer)}
     else:
-        pre, post, wl = synapse_list(layer)
-        row_abs = np.bincount(post, weights=np.abs(wl).astype(np.float64), minlength=layer.n_out)
-        st = {"fan": np.bincount(pre, minlength=layer.n_in).astype(np.int64),
-              "row_abs_sum": int(row_abs.max(initial=0)), "synapses": (pre, post, wl)}
+        syn = synapse_list(layer)
+        st = {"fan": np.bincount(syn[0], minlength=layer.n_in).astype(np.int64),
+              "row_abs_sum": max_abs_row_sum(layer, syn), "synapses": syn}
     _STRUCT_CACHE[key] = st
     while len(_STRUCT_CACHE) > _STRUCT_CACHE_SIZE:
         _STRUCT_CACHE.popitem(last=False)
     return st
-
-
-def _is_pow2_or_zero(k: int) -> bool:
-    return k & (k - 1) == 0
 
 
 class _LayerPlan:
@@ -193,7 +185,8 @@ class _LayerPlan:
         self.kv = core_spec.voltage_decay_factor(layer.dv)
         # the int32 LIF loop needs shift-only decays (no 36-bit products) and values that fit in int32
         v_max = int(np.abs(vth64).max(initial=0))
-        self.int32_ok = (_is_pow2_or_zero(self.ku) and _is_pow2_or_zero(self.kv)
+        self.int32_ok = ((self.ku == 0 or core_spec.decay_shift(self.ku) is not None)
+                         and core_spec.decay_shift(self.kv) is not None
                          and self.b_max < _MAX and v_max <= _I32_MAX)
         if self.int32_ok:
             self.bias32 = self.bias.astype(np.int32)
@@ -244,11 +237,11 @@ class _LayerPlan:
 
     def active_updates(self, x: np.ndarray, t: int, b: int) -> np.ndarray:
         """``results.active_updates`` per sample for feature-major input ``x`` ``(n_in, t*b)`` (columns (t, b))."""
-        if self.kind == "dense":
-            return (x != 0).reshape(-1, t, b).any(axis=0).sum(axis=0).astype(np.int64) * self.n_out
-        conn = self.struct.get("connectivity")
-        if conn is None:
-            conn = self.struct["connectivity"] = conv_connectivity(self.layer)
+        conn = None
+        if self.kind == "conv":
+            conn = self.struct.get("connectivity")
+            if conn is None:
+                conn = self.struct["connectivity"] = conv_connectivity(self.layer)
         return active_updates(self.layer, x.T, conn).reshape(t, b).sum(axis=0)
 
     @property
@@ -583,7 +576,7 @@ class Emulator:
             raise ValueError(f"inputs must be integers (graded spikes), got {chunk.dtype}")
         if chunk.ndim < 2 or chunk.shape[0] != self.batch_size or \
                 (chunk.size // max(1, chunk.shape[0] * chunk.shape[1]) if chunk.size else
-                 int(np.prod(chunk.shape[2:]))) != int(np.prod(self.net.input_shape)):
+                 int(np.prod(chunk.shape[2:]))) != int(np.prod(self._in_shape)):
             raise ValueError(f"inputs have shape {chunk.shape}, expected "
                              f"(B={self.batch_size}, T, *{tuple(self.net.input_shape)})")
         if chunk.size and chunk.dtype.kind == "i" and chunk.min() < 0:
@@ -659,8 +652,8 @@ class Emulator:
                 u32, v32 = u, v  # v is updated in place (it is this layer's state)
                 tmp = np.empty_like(v32)
                 ku, kv = plan.ku, plan.kv
-                sh_u = core_spec.DECAY_SHIFT - (ku.bit_length() - 1) if ku else 0
-                sh_v = core_spec.DECAY_SHIFT - (kv.bit_length() - 1)
+                sh_u = core_spec.decay_shift(ku) if ku else 0
+                sh_v = core_spec.decay_shift(kv)
                 bias32, vth32 = plan.bias32, plan.vth32
                 for step in range(t):
                     cur = a[step]  # the new current: (a << 6) + trunc(u * ku / 4096)
@@ -728,8 +721,8 @@ class Emulator:
         if reuse_spikes:  # the lean stream call: running totals only (self.counts), no per-chunk objects
             return [], [], [], []
         nat = plan.to_natural
-        spikes = [nat(k, x) for k, x in enumerate(s)] if not reuse_spikes else s  # reused: storage order
-        return (spikes, [nat(k, x) for k, x in enumerate(vr)], [nat(k, x) for k, x in enumerate(ur)],
+        return ([nat(k, x) for k, x in enumerate(s)], [nat(k, x) for k, x in enumerate(vr)],
+                [nat(k, x) for k, x in enumerate(ur)],
                 [LayerCounts.of_rows(r) for r in np.ascontiguousarray(rows)])
 
     @property
