@@ -25,6 +25,7 @@ LAYERS = [
     ("neuro_agmm.cli", 7),
     ("neuro_agmm.train", 8), ("neuro_agmm.export", 8), ("neuro_agmm.map", 8), ("neuro_agmm.crosscheck", 8),
     ("neuro_agmm.infer", 8), ("neuro_agmm.report", 8), ("neuro_agmm.plots", 8), ("neuro_agmm.demo", 8),
+    ("neuro_agmm.convert", 8),
     ("neuro_agmm.data.__main__", 8),
 ]
 # Deliberate exceptions, each with its reason.

@@ -1,32 +1,36 @@
 """Export a trained BSNN (``ModelArtifact``) to NIR, the Neuromorphic Intermediate Representation.
 
-Why: NIR (``nir`` package, Pedersen et al., Nature Communications 2024) is read by many
-simulators and hardware tool chains (Norse, snnTorch, Lava-dl, SpiNNaker2, Xylo, ...);
-an NIR file lets them run our float model. No torch here (``nir`` is NumPy + h5py).
+Why: NIR (``nir`` package, Pedersen et al., Nature Communications 2024) is how Norse, snnTorch,
+Lava-dl, SpiNNaker2, Xylo and others exchange spiking networks. The graph this module writes is
+built from the node kinds that **Norse 1.1.0's ``norse.torch.from_nir`` and snnTorch 1.0.0's
+``snntorch.import_nir.import_from_nir`` both read correctly**, so a file we write runs there
+(tests load it in both and compare predictions with our float model). No torch here.
 
-Conversion (NIR nodes are continuous-time; we fix ``dt = 1`` time step and use the
-forward-Euler step every NIR reader uses for discrete simulation,
-``v <- v + dt/tau * ((v_leak - v) + r * I)``):
+Conventions (``docs/nir.md`` has the derivations and the importer quirks that fix them):
 
-* synapses: ``nir.Affine(weight = a_o * W, bias = c_o)`` for dense layers and
-  ``nir.Conv2d(weight = a_o * W, bias = c_o, stride, padding)`` for conv layers, where
-  ``(a, c) = LayerSpec.folded_affine()`` (scale, bias, batch norm and ``input_gain``
-  folded); the first layer's ``a`` also holds ``input_scale``, so the graph's input is the
-  integer graded-spike level per step;
-* a spiking layer with leak ``λ < 1``: ``nir.LIF(tau = dt/(1-λ), r = 1/(1-λ), v_leak = 0,
-  v_threshold = threshold, v_reset = 0)``, which gives exactly
-  ``v <- λ v + (a z + c)``, spike if ``v > threshold``, reset to 0; with ``λ = 1``:
-  ``nir.IF(r = 1, v_threshold)``;
-* the readout (``spiking=False``): ``nir.I(r = 1)`` for ``λ = 1`` (a perfect integrator)
-  or ``nir.LI(tau, r, v_leak = 0)``; the prediction is argmax of its state after the
-  last step;
-* ``nir.Flatten(start_dim=0)`` between a conv and a dense layer (C-order, as in torch).
+* **time step** ``DT = 1e-4`` s: snnTorch's importer hard-codes ``dt = 1e-4`` and Norse's takes
+  ``from_nir(graph, dt=1e-4)``. NIR's LIF ``tau dv/dt = (v_leak - v) + r I`` stepped by forward
+  Euler gives ``v <- (1 - dt/tau) v + (dt/tau) r I``;
+* **a spiking layer with leak** ``λ``: ``nir.LIF(tau = DT/(1-λ), r = 1, v_leak = 0,
+  v_threshold = threshold, v_reset = 0)`` after a synapse whose weights and bias carry
+  ``1/(1-λ)`` (the *resistance is folded into the weights*: Norse ignores ``LIF.r``). A perfect
+  integrator (``λ = 1``) is written with ``λ = 1 - 2**-24`` (``PERFECT_LEAK``), because
+  snnTorch turns ``nir.IF`` into a neuron with ``β = 0.9``;
+* **synapses**: ``nir.Affine`` (dense) or ``nir.Conv2d`` with ``weight = a·W``, ``bias = c``
+  where ``(a, c) = LayerSpec.folded_affine()`` (binary scale, bias, batch norm and input gain
+  folded); the first layer also holds ``input_scale``, so the graph's input is the integer
+  graded-spike level per step;
+* **the readout** (``spiking=False``) is its synapse alone: the graph's output is the readout
+  current ``y[t]`` per step, and the prediction is ``argmax_k Σ_t λ_r^(T-1-t) y[t, k]`` with the
+  readout leak ``λ_r`` in the graph metadata (``readout_leak``; 1 for our default readout: the sum
+  over time). Neither importer reads ``nir.LI`` or ``nir.I``;
+* ``nir.Flatten(start_dim=0)`` before a dense layer whose input is image-shaped (the input of an
+  MLP on images, or a conv output). NIR shapes carry no batch axis, and both importers map
+  ``start_dim`` to ``torch.nn.Flatten`` unchanged, so feed them one sample at a time (unbatched).
 
-Every parameter is a per-neuron array (``nir.write`` fails on scalars). ``simulate_nir``
-runs such a graph with exactly those discrete semantics, so tests can check the
-export against ``neuro_agmm.float_model``. What it leaves out: NIR's ``CubaLIF`` (our
-synaptic current has no memory: ``du = 4095``), delays, and importing arbitrary
-third-party NIR graphs (``simulate_nir`` handles the node types written here).
+Every parameter is a per-neuron array (``nir.write`` fails on scalars). ``simulate_nir`` runs
+chain graphs of the node kinds above (and ``IF``/``LI``/``I``, which third-party graphs use)
+with exactly these discrete semantics. ``neuro_agmm.deploy.nir_import`` reads graphs back.
 """
 
 from __future__ import annotations
@@ -37,61 +41,70 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from neuro_agmm.artifact import ModelArtifact
+from neuro_agmm.artifact import LayerSpec, ModelArtifact
 from neuro_agmm.deploy.float_model import conv2d_float
 
-DT = 1.0
+DT = 1e-4
+PERFECT_LEAK = 1.0 - 2.0 ** -24
+PRODUCER = "neuro_agmm.deploy.nir"
 
 
-def _neuron_node(layer, shape: tuple[int, ...]) -> nir.NIRNode:
+def written_leak(leak: float) -> float:
+    """The leak a layer is written with: its own, or ``PERFECT_LEAK`` for a perfect integrator."""
+    return min(float(leak), PERFECT_LEAK)
+
+
+def _lif(layer: LayerSpec, shape: tuple[int, ...]) -> nir.LIF:
     ones = np.ones(shape, np.float64)
-    lam = float(layer.leak)
-    if layer.spiking:
-        if lam >= 1.0:
-            return nir.IF(r=ones.copy(), v_threshold=ones * layer.threshold, v_reset=np.zeros(shape))
-        return nir.LIF(tau=ones * (DT / (1.0 - lam)), r=ones / (1.0 - lam), v_leak=np.zeros(shape),
-                       v_threshold=ones * layer.threshold, v_reset=np.zeros(shape))
-    if lam >= 1.0:
-        return nir.I(r=ones.copy())
-    return nir.LI(tau=ones * (DT / (1.0 - lam)), r=ones / (1.0 - lam), v_leak=np.zeros(shape))
+    return nir.LIF(tau=ones * (DT / (1.0 - written_leak(layer.leak))), r=ones.copy(), v_leak=np.zeros(shape),
+                   v_threshold=ones * float(layer.threshold), v_reset=np.zeros(shape))
+
+
+def _synapse(layer: LayerSpec, first: bool, input_scale: float) -> nir.NIRNode:
+    a, c = layer.folded_affine()
+    if first:
+        a = a * float(input_scale)
+    gain = 1.0 / (1.0 - written_leak(layer.leak)) if layer.spiking else 1.0
+    w = np.asarray(layer.weight, np.float64)
+    w_eff = w * (a * gain).reshape((-1,) + (1,) * (w.ndim - 1))
+    b = np.asarray(c, np.float64) * gain
+    if layer.kind == "dense":
+        return nir.Affine(weight=w_eff, bias=b)
+    if layer.kind == "conv":
+        return nir.Conv2d(input_shape=tuple(int(x) for x in layer.in_shape[1:]), weight=w_eff,
+                          stride=tuple(layer.stride), padding=tuple(layer.padding), dilation=(1, 1), groups=1, bias=b)
+    raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
 
 
 def to_nir(art: ModelArtifact) -> nir.NIRGraph:
-    """Build the NIR graph of ``art`` (see the module docstring for the conversion)."""
+    """Build the NIR graph of ``art`` (see the module docstring for the conventions)."""
+    if art.layers[-1].spiking or any(not l.spiking for l in art.layers[:-1]):
+        raise ValueError("NIR export needs spiking hidden layers and one non-spiking readout as the last layer")
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(art.input_shape)})}
     edges: list[tuple[str, str]] = []
-    prev = "input"
-    prev_kind = None
+    prev, shape = "input", tuple(int(s) for s in art.input_shape)
     for i, layer in enumerate(art.layers):
-        a, c = layer.folded_affine()
-        if i == 0:
-            a = a * float(art.input_scale)
-        w = np.asarray(layer.weight, np.float64)
-        w_eff = w * a.reshape((-1,) + (1,) * (w.ndim - 1))
-        if layer.kind == "dense" and prev_kind == "conv":
+        if layer.kind == "dense" and len(shape) > 1:
             name = f"{i}_flatten"
-            nodes[name] = nir.Flatten(input_type={"input": np.array(art.layers[i - 1].out_shape)}, start_dim=0)
+            nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0)
             edges.append((prev, name))
             prev = name
         syn = f"{i}_{layer.name}_syn"
-        if layer.kind == "dense":
-            nodes[syn] = nir.Affine(weight=w_eff, bias=np.asarray(c, np.float64))
-        elif layer.kind == "conv":
-            nodes[syn] = nir.Conv2d(input_shape=tuple(int(x) for x in layer.in_shape[1:]), weight=w_eff,
-                                    stride=tuple(layer.stride), padding=tuple(layer.padding), dilation=(1, 1),
-                                    groups=1, bias=np.asarray(c, np.float64))
-        else:
-            raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
-        neu = f"{i}_{layer.name}_neuron"
-        nodes[neu] = _neuron_node(layer, tuple(int(x) for x in layer.out_shape))
-        edges += [(prev, syn), (syn, neu)]
-        prev, prev_kind = neu, layer.kind
-    nodes["output"] = nir.Output(output_type={"output": np.array(art.layers[-1].out_shape)})
+        nodes[syn] = _synapse(layer, i == 0, art.input_scale)
+        edges.append((prev, syn))
+        prev, shape = syn, tuple(int(x) for x in layer.out_shape)
+        if layer.spiking:
+            neu = f"{i}_{layer.name}_lif"
+            nodes[neu] = _lif(layer, shape)
+            edges.append((prev, neu))
+            prev = neu
+    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
-    return nir.NIRGraph(nodes=nodes, edges=edges,
-                        metadata={"dt": DT, "producer": "neuro_agmm.deploy.nir",
-                                  "input": "integer graded-spike levels per step (input_scale folded into layer 0)",
-                                  "prediction": "argmax of the last node's state after the last step"})
+    meta = {"producer": PRODUCER, "dt": DT, "readout_leak": float(art.layers[-1].leak),
+            "time_steps": int(art.time_steps), "input_max": int(art.input_max),
+            "input": "integer graded-spike levels per step (input_scale folded into the first synapse)",
+            "prediction": "argmax over classes of sum_t readout_leak**(T-1-t) * output[t]"}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
 def export_nir(art: ModelArtifact, path: str | os.PathLike) -> Path:
@@ -102,29 +115,46 @@ def export_nir(art: ModelArtifact, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))
 
 
-def _order(graph: nir.NIRGraph) -> list[str]:
-    nxt = {a: b for a, b in graph.edges}
-    if len(nxt) != len(graph.edges):
-        raise ValueError("simulate_nir handles chains only (a node with two successors found)")
+def readout_scores(outputs: np.ndarray, readout_leak: float) -> np.ndarray:
+    """``Σ_t λ^(T-1-t) y[t]`` for per-step outputs ``(B, T, n)``: the readout voltage after the last step."""
+    y = np.asarray(outputs, np.float64)
+    t_steps = y.shape[1]
+    weights = float(readout_leak) ** np.arange(t_steps - 1, -1, -1, dtype=np.float64)
+    return np.einsum("btn,t->bn", y.reshape(y.shape[0], t_steps, -1), weights)
+
+
+def chain(graph: nir.NIRGraph) -> list[str]:
+    """The node names after ``input`` in order; a graph that is not a single chain is refused."""
+    nxt: dict[str, str] = {}
+    for a, b in graph.edges:
+        if a in nxt:
+            raise ValueError(f"only chain graphs are supported: node {a!r} has two successors")
+        nxt[a] = b
+    if "input" not in graph.nodes:
+        raise ValueError("the graph has no node named 'input'")
     order, node = [], "input"
     while node in nxt:
         node = nxt[node]
+        if node in order:
+            raise ValueError(f"only feed-forward chains are supported: node {node!r} closes a cycle")
         order.append(node)
+    missing = set(graph.nodes) - set(order) - {"input"}
+    if missing:
+        raise ValueError(f"nodes not on the input chain: {sorted(missing)}")
     return order
 
 
 def simulate_nir(graph: nir.NIRGraph, inputs: np.ndarray, dt: float = DT) -> tuple[list[np.ndarray], np.ndarray]:
-    """Run a chain graph of the node types ``to_nir`` writes on ``(B, T, *input_shape)`` inputs.
+    """Run a chain graph on ``(B, T, *input_shape)`` inputs with forward-Euler steps of ``dt``.
 
-    Forward Euler with step ``dt``; returns (spikes per spiking node ``(B, T, ...)``, final
-    state of the last stateful node ``(B, ...)``).
+    Returns (spikes per spiking node ``(B, T, ...)`` bool, the graph's output per step ``(B, T, ...)``).
     """
     x = np.asarray(inputs, np.float64)
     b, t_steps = x.shape[:2]
-    order = _order(graph)
+    order = chain(graph)
     state: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
-    last_state = None
+    outputs = None
     for t in range(t_steps):
         h = x[:, t]
         for name in order:
@@ -152,9 +182,11 @@ def simulate_nir(graph: nir.NIRGraph, inputs: np.ndarray, dt: float = DT) -> tup
                 else:
                     h = v
                 state[name] = v
-                last_state = name
             elif isinstance(node, nir.Output):
                 pass
             else:
                 raise ValueError(f"simulate_nir: node {name!r} of type {type(node).__name__} is not supported")
-    return [spikes[n] for n in order if n in spikes], state[last_state]
+        if outputs is None:
+            outputs = np.zeros((b, t_steps) + h.shape[1:])
+        outputs[:, t] = h
+    return [spikes[n] for n in order if n in spikes], outputs

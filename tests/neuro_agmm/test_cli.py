@@ -7,7 +7,7 @@ import pytest
 
 from neuro_agmm import cli
 
-JOBS = ["train", "export", "map", "crosscheck", "infer", "report", "plots", "demo", "data"]
+JOBS = ["train", "export", "map", "crosscheck", "infer", "report", "plots", "demo", "data", "convert"]
 
 
 @pytest.mark.parametrize("job", JOBS)

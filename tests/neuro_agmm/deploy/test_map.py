@@ -61,7 +61,7 @@ def test_other_targets_and_errors(tmp_path, capsys):
     art = nets.random_artifact(np.random.default_rng(2), hidden=(8,))
     path = write_artifact(art, tmp_path / "a.h5")
     assert main(["--to", "nir", str(path), "--out", str(tmp_path / "a.nir")]) == 0
-    assert len(nir.read(tmp_path / "a.nir").nodes) == 6
+    assert len(nir.read(tmp_path / "a.nir").nodes) == 5  # input, synapse, LIF, readout synapse, output
     assert main(["--to", "netx", str(path), "--out", str(tmp_path / "a.netx.h5")]) == 0
     assert (tmp_path / "a.netx.h5").exists()
     capsys.readouterr()
