@@ -10,7 +10,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact
+from neuro_agmm.artifact import BatchNormSpec, LayerSpec, ModelArtifact, write_artifact
 
 
 def random_int_network(rng: np.random.Generator, kind: str = "dense", depth: int = 2, n_in: int = 12,
@@ -132,3 +132,23 @@ def lif_step(u, v, a, du, dv, bias, vth):
     s, st = core_spec.step(core_spec.CoreState(np.asarray(u), np.asarray(v)), np.asarray(a),
                            core_spec.CoreParams(int(du), int(dv), np.asarray(bias), np.asarray(vth)))
     return st.u, st.v, s
+
+
+def event_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_steps=8, seed=0, dataset="digits-dvs",
+                  input_max=15, scales=(0.03, 0.3, 0.05)):
+    """A written event-input MLP artifact (int8 → binary → int8 readout) for the streaming tests."""
+    rng = np.random.default_rng(seed)
+    n_in = int(np.prod(input_shape))
+    l0 = LayerSpec("fc0", "dense", "int8", rng.integers(-127, 128, (hidden, n_in)).astype(np.float32),
+                   np.full(hidden, scales[0]), rng.normal(0, 0.05, hidden), input_shape, (hidden,), leak=0.5,
+                   threshold=1.0, input_gain=0.5)
+    l1 = LayerSpec("fc1", "dense", "binary", np.where(rng.random((hidden, hidden)) < 0.5, -1.0, 1.0),
+                   np.full(hidden, scales[1]), np.full(hidden, 0.1), (hidden,), (hidden,), leak=0.5, threshold=1.0,
+                   input_gain=0.5)
+    l2 = LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (n_cls, hidden)).astype(np.float32),
+                   np.full(n_cls, scales[2]), np.zeros(n_cls), (hidden,), (n_cls,), leak=1.0, threshold=1.0,
+                   input_gain=1.0, spiking=False)
+    art = ModelArtifact([l0, l1, l2], input_shape, 1.0 / input_max, input_max, time_steps, "events",
+                        provenance={"dataset": dataset})
+    write_artifact(art, path)
+    return art

@@ -19,11 +19,14 @@ from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, Sen
                                      empty_events, make_events, sort_by_time)
 
 
-def read_events(path: str | os.PathLike, stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
+def read_events(path: str | os.PathLike, stats: Optional[ReadStats] = None,
+                sensor_size: Optional[SensorSize] = None) -> tuple[np.ndarray, SensorSize]:
     """Read any supported event file, choosing the reader by extension and magic bytes.
 
     ``.bin`` N-MNIST/ATIS; ``.aedat`` AEDAT 2.0 or 3.1 (by header); ``.aedat4`` AEDAT 4.0;
-    ``.npy`` tonic DVS Gesture sample; ``.npz``/``.h5``/``.hdf5`` plain x, y, t, p arrays.
+    ``.npy`` a tonic-style structured x, y, t, p array (``neuro_agmm.events.structured``) or a tonic
+    DVS Gesture sample ((N, 4) floats); ``.npz``/``.h5``/``.hdf5`` plain x, y, t, p arrays.
+    ``sensor_size`` is used by formats that do not state one (structured ``.npy``).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -47,6 +50,9 @@ def read_events(path: str | os.PathLike, stats: Optional[ReadStats] = None) -> t
             return read_aedat4(path, stats=stats)
         raise EventFileError(path, f"unknown AEDAT version (header {head!r})", offset=0)
     if suffix == ".npy":
+        from neuro_agmm.events.structured import is_structured_npy, read_structured_npy
+        if is_structured_npy(path):
+            return read_structured_npy(path, sensor_size, stats=stats)
         from neuro_agmm.events.tonic_npy import read_tonic_gesture_npy
         return read_tonic_gesture_npy(path, stats=stats)
     if suffix in (".npz", ".h5", ".hdf5"):

@@ -92,16 +92,21 @@ def empty_events() -> np.ndarray:
 
 
 def check_events(events: np.ndarray, sensor_size: SensorSize, path: str | os.PathLike = "<events>") -> None:
-    """Raise ``EventFileError`` if any event lies outside ``sensor_size`` (names the first one by index)."""
-    if events.dtype != EVENT_DTYPE:
-        raise ValueError(f"{path}: events must have dtype {EVENT_DTYPE}, got {events.dtype}")
+    """Raise ``EventFileError`` if any event lies outside ``sensor_size`` (names the first one by index).
+
+    Takes ``EVENT_DTYPE`` or any structured array with integer or bool fields x, y, p (tonic's arrays,
+    ``p`` as bool included); values are compared as int64, never narrowed first.
+    """
+    names = events.dtype.names or ()
+    if not all(f in names and events.dtype[f].kind in "iub" for f in ("x", "y", "p")):
+        raise ValueError(f"{path}: events must be a structured array with integer or bool fields x, y, p "
+                         f"(e.g. {EVENT_DTYPE}), got {events.dtype}")
     w, h, pol = sensor_size
-    bad = (events["x"] < 0) | (events["x"] >= w) | (events["y"] < 0) | (events["y"] >= h) | \
-          (events["p"] < 0) | (events["p"] >= max(pol, 2 if pol == 1 else pol))
+    x, y, p = (events[f].astype(np.int64) for f in ("x", "y", "p"))
+    bad = (x < 0) | (x >= w) | (y < 0) | (y >= h) | (p < 0) | (p >= max(pol, 2 if pol == 1 else pol))
     if bad.any():
         i = int(np.argmax(bad))
-        e = events[i]
-        raise EventFileError(path, f"event {i} (x={e['x']}, y={e['y']}, p={e['p']}) lies outside sensor "
+        raise EventFileError(path, f"event {i} (x={x[i]}, y={y[i]}, p={p[i]}) lies outside sensor "
                                    f"{tuple(sensor_size)} (W, H, P)")
 
 

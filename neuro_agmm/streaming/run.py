@@ -57,6 +57,7 @@ from neuro_agmm.artifact import ModelArtifact, read_artifact
 from neuro_agmm.deploy.energy import Activity, activity_from_spikes, energy_per_inference
 from neuro_agmm.deploy.network import integer_network
 from neuro_agmm.streaming.results import InferResult, RecordingResult, WindowResult
+from neuro_agmm.events import SensorSize
 from neuro_agmm.streaming.sources import Recording, iter_recordings
 from neuro_agmm.streaming.steppers import STEPPERS, stream_totals
 from neuro_agmm.streaming.windows import InferError, InputMapping, window_bounds
@@ -249,7 +250,8 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
     if workers > 1:
         notes.append(f"{workers} worker processes, one recording each at a time; latency is per process, the "
                      "throughput real-time factor uses the elapsed wall time")
-    n, recs = iter_recordings(events_source, dataset, split, root, limit)
+    n, recs = iter_recordings(events_source, dataset, split, root, limit,
+                              sensor_size=SensorSize(*sensor_size) if sensor_size else None)
     job = _Job(backend, net, art, step, window, sensor_size, energy)
     t0 = time.perf_counter()
     results = _run_all(job, recs, workers)

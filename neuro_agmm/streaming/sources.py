@@ -29,11 +29,13 @@ def _label_from_path(path: Path) -> Optional[int]:
 
 def iter_recordings(events: Optional[str | os.PathLike] = None, dataset: Optional[str] = None,
                     split: str = "test", root: str | os.PathLike = "datasets",
-                    limit: Optional[int] = None) -> tuple[int, Iterator[Recording]]:
+                    limit: Optional[int] = None,
+                    sensor_size: Optional[SensorSize] = None) -> tuple[int, Iterator[Recording]]:
     """``(count, iterator)`` over a file, a directory of event files, or a dataset split.
 
     Files in a directory: every supported event file below it (sorted); the label is the
-    parent folder's name when it is an integer (N-MNIST layout), else unknown.
+    parent folder's name when it is an integer (N-MNIST layout), else unknown. ``sensor_size``
+    serves files that state none (structured ``.npy``).
     """
     if (events is None) == (dataset is None):
         raise InferError("give exactly one of --events FILE_OR_DIR or --dataset NAME")
@@ -61,6 +63,6 @@ def iter_recordings(events: Optional[str | os.PathLike] = None, dataset: Optiona
 
     def gen_files():
         for f in files:
-            ev, sensor = read_events(f)
+            ev, sensor = read_events(f, sensor_size=sensor_size)
             yield Recording(str(f), ev, sensor, _label_from_path(f))
     return len(files), gen_files()

@@ -6,7 +6,6 @@ import pytest
 from hw_models.backends.emulator import run_batch
 from hw_models.mapping.quantizer import quantize
 from hw_models.backends.reference import run_reference
-from neuro_agmm.artifact import LayerSpec, ModelArtifact, write_artifact
 from neuro_agmm.events.binning import bin_by_time
 from neuro_agmm.events.h5npz import write_event_file
 from neuro_agmm.events.types import SensorSize, make_events, sort_by_time
@@ -14,25 +13,7 @@ from neuro_agmm.infer import main
 from neuro_agmm.streaming.run import infer
 from neuro_agmm.streaming.steppers import TorchFloatStepper
 from neuro_agmm.streaming.windows import InferError, InputMapping, event_windows
-
-
-def make_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_steps=8, seed=0, dataset="digits-dvs",
-                  input_max=15, scales=(0.03, 0.3, 0.05)):
-    rng = np.random.default_rng(seed)
-    n_in = int(np.prod(input_shape))
-    l0 = LayerSpec("fc0", "dense", "int8", rng.integers(-127, 128, (hidden, n_in)).astype(np.float32),
-                   np.full(hidden, scales[0]), rng.normal(0, 0.05, hidden), input_shape, (hidden,), leak=0.5,
-                   threshold=1.0, input_gain=0.5)
-    l1 = LayerSpec("fc1", "dense", "binary", np.where(rng.random((hidden, hidden)) < 0.5, -1.0, 1.0),
-                   np.full(hidden, scales[1]), np.full(hidden, 0.1), (hidden,), (hidden,), leak=0.5, threshold=1.0,
-                   input_gain=0.5)
-    l2 = LayerSpec("out", "dense", "int8", rng.integers(-127, 128, (n_cls, hidden)).astype(np.float32),
-                   np.full(n_cls, scales[2]), np.zeros(n_cls), (hidden,), (n_cls,), leak=1.0, threshold=1.0,
-                   input_gain=1.0, spiking=False)
-    art = ModelArtifact([l0, l1, l2], input_shape, 1.0 / input_max, input_max, time_steps, "events",
-                        provenance={"dataset": dataset})
-    write_artifact(art, path)
-    return art
+from random_nets import event_artifact as make_artifact
 
 
 def test_event_windows_keep_every_event():
