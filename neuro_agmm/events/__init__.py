@@ -24,6 +24,7 @@ def read_events(path: str | os.PathLike, stats: Optional[ReadStats] = None,
     """Read any supported event file, choosing the reader by extension and magic bytes.
 
     ``.bin`` N-MNIST/ATIS; ``.aedat`` AEDAT 2.0 or 3.1 (by header); ``.aedat4`` AEDAT 4.0;
+    ``.dat`` Prophesee EventCD; ``.raw`` Prophesee EVT 2.0 / 3.0 (by header);
     ``.npy`` a tonic-style structured x, y, t, p array (``neuro_agmm.events.structured``) or a tonic
     DVS Gesture sample ((N, 4) floats); ``.npz``/``.h5``/``.hdf5`` plain x, y, t, p arrays.
     ``sensor_size`` is used by formats that do not state one (structured ``.npy``).
@@ -55,13 +56,19 @@ def read_events(path: str | os.PathLike, stats: Optional[ReadStats] = None,
             return read_structured_npy(path, sensor_size, stats=stats)
         from neuro_agmm.events.tonic_npy import read_tonic_gesture_npy
         return read_tonic_gesture_npy(path, stats=stats)
+    if suffix == ".dat":
+        from neuro_agmm.events.prophesee import read_prophesee_dat
+        return read_prophesee_dat(path, sensor_size, stats=stats)
+    if suffix == ".raw":
+        from neuro_agmm.events.prophesee import read_prophesee_raw
+        return read_prophesee_raw(path, sensor_size, stats=stats)
     if suffix in (".npz", ".h5", ".hdf5"):
         from neuro_agmm.events.h5npz import read_event_file
         return read_event_file(path, stats=stats)
-    raise EventFileError(path, "unknown event file type (expected .bin, .aedat, .aedat4, .npy, .npz, .h5)")
+    raise EventFileError(path, "unknown event file type (expected .bin, .aedat, .aedat4, .dat, .raw, .npy, .npz, .h5)")
 
 
-EVENT_SUFFIXES = (".bin", ".aedat", ".aedat4", ".npy", ".npz", ".h5", ".hdf5")
+EVENT_SUFFIXES = (".bin", ".aedat", ".aedat4", ".dat", ".raw", ".npy", ".npz", ".h5", ".hdf5")
 
 __all__ = ["EVENT_DTYPE", "EventFileError", "ReadStats", "SensorSize", "check_events", "empty_events",
            "make_events", "sort_by_time", "read_events", "EVENT_SUFFIXES"]

@@ -51,7 +51,7 @@ def _whole(path, name: str, col: np.ndarray, lo: float, hi: float) -> np.ndarray
 
 def as_events(arr: np.ndarray, path: str | os.PathLike = "<events>") -> np.ndarray:
     """Any structured x, y, t, p array (tonic's, ours) → ``EVENT_DTYPE``, range-checked, sorted by time."""
-    names = arr.dtype.names or ()
+    names = tuple(arr.dtype.fields or ())  # names and titles (the aedat package titles its 'on' field 'p')
     missing = [f for f in FIELDS if f not in names]
     if missing:
         raise EventFileError(path, f"structured events need fields x, y, t, p; missing {missing} (has {list(names)})")

@@ -57,19 +57,27 @@ def read_file_bytes(path: str | os.PathLike, magic: Optional[bytes] = None) -> b
 
 @dataclass
 class ReadStats:
-    """Filled by a reader when passed in: events kept and, per reason, rows skipped."""
+    """Filled by a reader when passed in: events kept; per reason, rows skipped and values repaired
+    (e.g. a timestamp rebuilt under a documented convention)."""
 
     n_events: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    repaired: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str, n: int) -> None:
         if n:
             self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
 
+    def repair(self, reason: str, n: int) -> None:
+        if n:
+            self.repaired[reason] = self.repaired.get(reason, 0) + int(n)
+
     def merge(self, other: "ReadStats") -> None:
         self.n_events += other.n_events
         for k, v in other.skipped.items():
             self.skip(k, v)
+        for k, v in other.repaired.items():
+            self.repair(k, v)
 
     @property
     def n_skipped(self) -> int:

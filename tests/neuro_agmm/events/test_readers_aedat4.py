@@ -76,3 +76,19 @@ def test_roundtrip_property(tmp_path_factory, n, seed):
     back, sensor = read_events(p)
     np.testing.assert_array_equal(back, ev)
     assert lz4.frame is not None
+
+
+@pytest.mark.parametrize("compression", [0, 1, 2])
+def test_aedat_package_decodes_the_same_events(tmp_path, compression):
+    """The ``aedat`` package (Rust, iniVation's flatbuffers schema) as the judge of the files we read and write."""
+    aedat = pytest.importorskip("aedat", reason="aedat is in requirements/lock.txt")
+    from neuro_agmm.events.structured import as_events
+
+    ev = random_events(np.random.default_rng(compression), 9000, 346, 260)
+    path = write_aedat4(tmp_path / "r.aedat4", ev, SensorSize(346, 260, 2), compression=compression, packet_size=2500)
+    decoder = aedat.Decoder(str(path))
+    assert decoder.id_to_stream() == {0: {"type": "events", "width": 346, "height": 260}}
+    theirs = np.concatenate([pk["events"] for pk in decoder if "events" in pk])
+    ours, sensor = read_aedat4(path)
+    assert sensor == SensorSize(346, 260, 2)
+    assert np.array_equal(as_events(theirs), ours) and np.array_equal(ours, ev)
