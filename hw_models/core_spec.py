@@ -13,13 +13,16 @@ Every rule cites the Lava 0.10.0 source it reproduces:
 * ``lava/magma/core/model/py/ports.py`` — ``PyInPortVectorDense.recv`` (summing
   int32 activations into the int16-typed buffer promotes to int32: no 16-bit wrap).
 
-What it leaves out (as Lava's bit-accurate models do): refractory periods, axonal
-delays beyond the one-step dendritic buffer, learning, and Loihi's noise.
+What it leaves out (as Lava's bit-accurate models do): refractory periods, delays on conv
+synapses, learning, and Loihi's noise.
 
 Order of operations inside one time step ``t`` for one layer (canonical schedule):
 
 1. ``a[t] = shift(W @ s_in[t], weight_exp)`` — synaptic accumulation, then the layer's
-   weight exponent as a left shift (``weight_exp > 0``) or arithmetic right shift.
+   weight exponent as a left shift (``weight_exp > 0``) or arithmetic right shift. With
+   per-synapse delays ``d`` (dense layers, ``0 <= d <= DELAY_MAX``, ``weight_exp >= 0``):
+   ``a_i[t] = shift(sum_j W_ij s_j[t - d_ij], weight_exp)`` with ``s[t] = 0`` for ``t < 0``
+   (Lava's ``DelayDense``, ``lava/proc/dense/models.py``; netx clamps delays to 62).
 2. ``u[t] = wrap24(trunc(u[t-1] * (4096 - (du + 1)) / 4096) + (a[t] << 6))``.
 3. ``v[t] = clip(trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << bias_exp),
    -(2**23 - 1), 2**23 - 1)``.
@@ -55,6 +58,7 @@ VTH_MAX = (1 << 17) - 1  # vth: unsigned 17 bit
 BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1  # signed 13 bit
 BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7  # unsigned 3 bit
 WEIGHT_MANT_MIN, WEIGHT_MANT_MAX = -256, 255  # clip_weights(num_bits=8) in lava/utils/weightutils.py
+DELAY_MAX = 62  # synaptic delay in steps: Loihi 2's 6-bit field (DelayDense allows 63), netx clamps to 62
 ACTIVATION_BITS = 32  # a_out / a_in are int32 after port summation
 INT32_MAX = (1 << 31) - 1
 

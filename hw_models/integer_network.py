@@ -51,6 +51,7 @@ class IntLayer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     readout: bool = False
+    delay: Optional[np.ndarray] = None  # dense only: (n_out, n_in) steps in [0, DELAY_MAX] (core_spec rule 1)
 
     @property
     def n_in(self) -> int:
@@ -103,6 +104,22 @@ class IntLayer:
             raise bad(f"dense weights have shape {w.shape}, expected {expected}")
         if self.kind == "conv" and (w.ndim != 4 or w.shape[0] != self.out_shape[0] or w.shape[1] != self.in_shape[0]):
             raise bad(f"conv weights {w.shape} do not match in {self.in_shape} / out {self.out_shape}")
+        if self.delay is not None:
+            d = np.asarray(self.delay)
+            if self.kind != "dense":
+                raise bad("delays are supported on dense layers only")
+            if not np.issubdtype(d.dtype, np.integer) or d.shape != w.shape:
+                raise bad(f"delay must be integers of the weights' shape {w.shape}, got {d.dtype} {d.shape}")
+            if d.size and (d.min() < 0 or d.max() > core_spec.DELAY_MAX):
+                raise bad(f"delay {int(d.min())}..{int(d.max())} outside [0, {core_spec.DELAY_MAX}]")
+            if self.weight_exp < 0:
+                raise bad("a delayed layer needs weight_exp >= 0 (Lava's DelayDense shifts each delay bucket "
+                          "separately, so a right shift would round per bucket)")
+
+    @property
+    def max_delay(self) -> int:
+        """The largest synaptic delay in steps (0 without delays)."""
+        return int(np.max(self.delay)) if self.delay is not None and np.size(self.delay) else 0
 
 
 @dataclass

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(or cross-check it in Brian2, or export NIR / netx).",
                    ["python -m neuro_agmm.map --to lava runs/demo/digits-agmm/model.h5 --samples 100",
                     "python -m neuro_agmm.map --to brian2 runs/demo/digits-agmm/model.h5 --samples 10",
-                    "python -m neuro_agmm.map --to nir runs/demo/digits-agmm/model.h5 --out model.nir"])
+                    "python -m neuro_agmm.map --to nir runs/demo/digits-agmm/model.h5 --out model.nir",
+                    "python -m neuro_agmm.map --to netx runs/demo/digits-agmm/model.h5 --out model.netx.h5"])
     cli.add_artifact(p)
     p.add_argument("--to", choices=TARGETS, default="lava", help="target (default: lava)")
     p.add_argument("--samples", type=int, default=None,
@@ -60,10 +61,44 @@ def _brian2(args: argparse.Namespace) -> int:
     return 0 if res.total_mismatches == 0 else 1
 
 
+def _netx(args: argparse.Namespace) -> int:
+    """Quantize for lava-dl's netx rules, write, verify against them, report the float agreement."""
+    from hw_models.mapping.netx import export_netx
+    from hw_models.mapping.netx_quantizer import quantize_for_netx
+    from neuro_agmm.artifact import read_artifact
+    from neuro_agmm.data.inputs import InputsError, load_inputs
+    from neuro_agmm.deploy.fidelity import fill_agreement
+
+    art = read_artifact(args.artifact)
+    net, report = quantize_for_netx(art)
+    dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".netx.h5")
+    ex = export_netx(net, dest)  # raises NetxRuleError (exit 2) unless lava-dl loads exactly this network
+    explicit = args.samples is not None or args.inputs is not None
+    try:
+        x, y = load_inputs(art, 100 if args.samples is None else int(args.samples), inputs_file=args.inputs,
+                           data_root=args.data_root)
+    except InputsError as e:
+        if explicit:
+            raise
+        x, y = None, None
+        print(f"note: float-vs-integer agreement not measured ({e}); pass --inputs FILE.npz")
+    if x is not None:
+        fill_agreement(report, art, net, x, y)
+    print(report.summary())
+    print(f"wrote netx HDF5 {dest} ({ex.n_layers} layers, one threshold per layer, checked against lava-dl "
+          f"0.6.0's reading rules: it loads exactly this integer network)")
+    if ex.input_message_bits:
+        print(f"load it with lava.lib.dl.netx.hdf5.Network('{dest}', input_message_bits={ex.input_message_bits}) "
+              f"(the input is graded, up to {net.input_max}); the default 0 would binarise it")
+    return 0
+
+
 def _job(args: argparse.Namespace) -> int:
     from hw_models.backends.lava.runner import LavaRunError
     from neuro_agmm.artifact import read_artifact
 
+    if args.to == "netx":
+        return _netx(args)
     if args.samples is None:
         args.samples = 10 if args.to == "brian2" else 100
     try:
@@ -76,17 +111,6 @@ def _job(args: argparse.Namespace) -> int:
             dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".nir")
             export_nir(art, dest)
             print(f"wrote NIR graph {dest} ({len(art.layers)} layers)")
-            return 0
-        if args.to == "netx":
-            from hw_models.mapping.netx import export_netx
-            from neuro_agmm.deploy.network import integer_network
-
-            net, _, notes = integer_network(args.artifact)
-            dest = Path(args.out) if args.out else Path(args.artifact).with_suffix(".netx.h5")
-            ex = export_netx(net, dest, allow_rounding=True)
-            print("\n".join(f"note: {n}" for n in notes))
-            print(f"wrote netx HDF5 {dest} ({ex.n_layers} layers; per-neuron thresholds: {not ex.scalar_vth}; "
-                  f"worst bias rounding {ex.max_bias_rounding} voltage units)")
             return 0
         from neuro_agmm.deploy.mapping import map_to_lava
 

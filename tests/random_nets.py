@@ -152,3 +152,13 @@ def event_artifact(path, input_shape=(2, 34, 34), hidden=32, n_cls=10, time_step
                         provenance={"dataset": dataset})
     write_artifact(art, path)
     return art
+
+
+def with_delays(rng: np.random.Generator, net: IntegerNetwork, max_delay: int = 5) -> IntegerNetwork:
+    """``net`` with random per-synapse delays on every dense layer (exponents raised to >= 0 as delays need)."""
+    for layer in net.layers:
+        if layer.kind == "dense":
+            layer.delay = rng.integers(0, max_delay + 1, size=layer.weight_mant.shape).astype(np.int16)
+            layer.weight_exp = max(int(layer.weight_exp), 0)
+    net.validate()
+    return net

@@ -20,6 +20,8 @@ How the network maps:
   ``(p + 4095 * clip(-p, 0, 1)) // 4096``.
 * Synapses: explicit lists ``(pre, post, w)`` from ``emulator.synapse_list`` (conv layers
   expanded with their borders and stride); ``on_pre: acc_post += w * g_pre; count += 1``.
+  Per-synapse delays are Brian2's own synaptic ``delay`` (whole steps); a delayed graded
+  input reads its value at emission time, ``inp_values(t - delay, i)``.
 * Schedule: every object runs in the ``groups`` slot with an explicit ``order`` — input,
   its synapses, layer 0's update, threshold, reset, layer 0's synapses, layer 1, ... — so a
   spike reaches the next layer in the same step: the canonical no-delay schedule of
@@ -150,11 +152,15 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
             g.ku = core_spec.current_decay_factor(layer.du)
             g.kv = core_spec.voltage_decay_factor(layer.dv)
             pre, post, w = synapse_list(layer)
+            # a delayed graded input is read at its emission time, t - delay, from the input's TimedArray
+            value = ("int(inp_values(t - delay, i) + 0.5)" if layer.delay is not None else "g_pre") if graded else None
             s = b2.Synapses(prev, g, "w : integer (constant)\ncount : integer",
-                            on_pre=("acc_post += w * g_pre" if graded else "acc_post += w") + "\ncount += 1",
+                            on_pre=(f"acc_post += w * {value}" if graded else "acc_post += w") + "\ncount += 1",
                             dt=dt, name=f"syn{k}")
             s.connect(i=pre, j=post)
             s.w = w
+            if layer.delay is not None:  # per-synapse delays in whole steps (core_spec rule 1)
+                s.delay = np.asarray(layer.delay)[post, pre] * dt
             place(s.pre)
             upd = place(g.run_regularly(layer_update_code(), dt=dt, name=f"layer{k}_update"))
             place(g.thresholder["spike"])

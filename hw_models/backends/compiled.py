@@ -512,6 +512,8 @@ def plan_for(net: IntegerNetwork) -> NetworkPlan:
 
     Replacing a layer's array or a register gives a new plan; writing into a frozen array raises.
     """
+    if any(l.delay is not None for l in net.layers):
+        raise ValueError("the compiled kernel has no synaptic delays; run delayed networks on the NumPy engine")
     key = id(net)
     fp = _fingerprint(net)
     hit = _PLANS.get(key)

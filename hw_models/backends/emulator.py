@@ -194,6 +194,10 @@ class _LayerPlan:
         self.geometry = conv_geometry(layer) if layer.kind == "conv" else None
         self.n_synapses = self.n_in * self.n_out if layer.kind == "dense" else int(self.struct["synapses"][0].size)
         self.work: dict = {}  # im2col buffers of this emulator
+        # per-synapse delays: one weight matrix per delay value (core_spec rule 1)
+        self.max_delay = layer.max_delay
+        self.delay_buckets = None if layer.delay is None else [
+            (int(d), np.where(layer.delay == d, layer.weight_mant, 0).astype(np.int64)) for d in np.unique(layer.delay)]
 
     def weights(self, what: str, dtype) -> np.ndarray | sp.csr_matrix:
         """Weight matrices by path, converted to ``dtype`` once (shared cache):
@@ -373,6 +377,22 @@ def _accumulate(plan: _LayerPlan, x: np.ndarray, sparse_threshold: Optional[floa
     return (w_col @ cols).reshape(plan.n_out, n), "im2col", bound
 
 
+def _delayed_accumulate(plan: _LayerPlan, x: np.ndarray, hist: np.ndarray, t: int, b: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_d W_d @ x[t - d]`` for a delayed dense layer: (acc ``(n_out, t*b)`` int64, the last ``D`` input
+    steps to carry into the next call, active updates per sample). ``hist`` holds the previous ``D`` steps."""
+    d_max = plan.max_delay
+    x_ext = np.concatenate([hist, x.astype(np.int64)], axis=1)  # (n_in, (D + t) * b), time-major columns
+    acc = np.zeros((plan.n_out, t * b), np.int64)
+    active = np.zeros((plan.n_out, t * b), bool)
+    for d, w in plan.delay_buckets:
+        src = x_ext[:, (d_max - d) * b:(d_max - d + t) * b]
+        acc += w @ src
+        active |= (w != 0).astype(np.int64) @ (src != 0).astype(np.int64) > 0
+    per_sample = active.reshape(plan.n_out, t, b).sum(axis=(0, 1)).astype(np.int64)
+    return acc, x_ext[:, x_ext.shape[1] - d_max * b:] if d_max else hist, per_sample
+
+
 def _activation_step_major(acc: np.ndarray, weight_exp: int, bound: int, t: int, b: int,
                            as_int32: bool = False) -> tuple[np.ndarray, int]:
     """``core_spec.apply_weight_exp`` (rule 1) and the ``<< 6`` of rule 2, into a step-major array.
@@ -521,6 +541,10 @@ class Emulator:
         self.workers = int(workers)
         self.sparse_threshold = None if sparse_threshold is None else float(sparse_threshold)
         self.kernel = resolve_kernel(kernel)
+        if self.kernel == "compiled" and any(l.delay is not None for l in net.layers):
+            if kernel == "compiled":
+                raise ValueError("the compiled kernel has no synaptic delays; use kernel='numpy' (or 'auto')")
+            self.kernel = "numpy"  # delays run on the NumPy engine
         if self.kernel == "compiled":
             self._plan = compiled.plan_for(net)  # validated, cached per network object
             self._plans = []
@@ -545,6 +569,7 @@ class Emulator:
         self._totals = np.zeros((len(self._plans), 5, b), np.int64)  # running counts (+ active updates), one array
         self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
         self._bounds = [(0, 0)] * len(self._plans)  # bounds on |u|, |v| per layer (Python ints)
+        self._hist = [np.zeros((plan.n_in, plan.max_delay * b), np.int64) for plan in self._plans]  # delayed inputs
         self.steps = 0
 
     @property
@@ -628,8 +653,12 @@ class Emulator:
                     ev = _count_events(x, t, b)
             rows = np.empty((5, b), np.int64)  # this chunk's counts (LayerCounts fields, active updates)
             rows[0] = ev
-            rows[4] = plan.active_updates(x, t, b)
-            acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
+            if plan.delay_buckets is not None:
+                acc, self._hist[k], rows[4] = _delayed_accumulate(plan, x, self._hist[k], t, b)
+                path, bound = "delayed", int(np.abs(acc).max()) if acc.size else 0
+            else:
+                rows[4] = plan.active_updates(x, t, b)
+                acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             self.last_paths.append(path)
             u, v = self._u[k], self._v[k]
             s_rec = np.empty((t, n_out, b), bool)  # step-major, as the LIF loop writes it

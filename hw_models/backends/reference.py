@@ -26,6 +26,16 @@ def synaptic_activation(layer: IntLayer, s_in: np.ndarray) -> np.ndarray:
     return core_spec.apply_weight_exp(acc, layer.weight_exp)
 
 
+def delayed_activation(layer: IntLayer, history: np.ndarray, t: int) -> np.ndarray:
+    """Step 1 with per-synapse delays: ``shift(sum_j W_ij s_j[t - d_ij], weight_exp)`` (``history`` is (T, n_in))."""
+    w = layer.weight_mant.astype(np.int64)
+    acc = np.zeros(layer.n_out, np.int64)
+    for d in np.unique(layer.delay):
+        if t - d >= 0:
+            acc += np.where(layer.delay == d, w, 0) @ history[t - d]
+    return core_spec.apply_weight_exp(acc, layer.weight_exp)
+
+
 def run_reference(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:
     """Run ``net`` on ``inputs`` of shape ``(T, *input_shape)`` (non-negative integers), canonical schedule."""
     inputs = np.asarray(inputs)
@@ -41,7 +51,8 @@ def run_reference(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:
         v_rec = np.zeros((t_steps, layer.n_out), np.int32)
         u_rec = np.zeros((t_steps, layer.n_out), np.int32)
         for t in range(t_steps):
-            a = synaptic_activation(layer, layer_in[t])
+            a = synaptic_activation(layer, layer_in[t]) if layer.delay is None else \
+                delayed_activation(layer, layer_in, t)
             s, state = core_spec.step(state, a, params)  # rules 2-4
             s_rec[t], v_rec[t], u_rec[t] = s, state.v, state.u
         spikes.append(s_rec)

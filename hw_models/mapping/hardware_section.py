@@ -73,6 +73,8 @@ def _write_group(g: h5py.Group, net: IntegerNetwork, placement: Optional[Placeme
             lg.create_dataset("weight_mant", data=w.astype(np.int16))
         for k in ("vth", "bias_mant", "bias_exp"):
             lg.create_dataset(k, data=np.asarray(getattr(l, k), np.int32))
+        if l.delay is not None:
+            lg.create_dataset("delay", data=np.asarray(l.delay, np.int16))
 
 
 def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optional[Placement] = None,
@@ -139,7 +141,8 @@ def load_hardware(path: str | os.PathLike) -> HardwareSection:
                 out_shape=tuple(int(x) for x in require_attr(lg, "out_shape", lw)),
                 stride=tuple(int(x) for x in require_attr(lg, "stride", lw)),
                 padding=tuple(int(x) for x in require_attr(lg, "padding", lw)),
-                readout=bool(require_attr(lg, "readout", lw))))
+                readout=bool(require_attr(lg, "readout", lw)),
+                delay=lg["delay"][()].astype(np.int16) if "delay" in lg else None))
         net = IntegerNetwork(layers=layers, input_shape=tuple(int(x) for x in require_attr(g, "input_shape", where)),
                              input_max=int(require_attr(g, "input_max", where)),
                              meta=json.loads(str(require_attr(g, "meta", where))))

@@ -276,6 +276,8 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
 def check_stock_compatible(net: IntegerNetwork) -> None:
     """Raise ``ValueError`` naming the layer if Lava's stock Dense + LIFReset cannot run ``net`` exactly."""
     for layer in net.layers:
+        if layer.delay is not None:
+            raise ValueError(f"layer {layer.name!r}: stock=True has no delays (use the default processes)")
         if layer.kind != "dense":
             raise ValueError(f"layer {layer.name!r}: stock=True supports dense layers only (Lava's stock Conv "
                              f"ignores weight_exp in fixed_pt, flips the kernel and imports torch)")
@@ -328,7 +330,7 @@ def _build(net: IntegerNetwork, data: np.ndarray, period: int, n_windows: int, r
 
             if layer.kind == "dense":
                 syn = BinaryDense(weights=layer.weight_mant, weight_exp=int(layer.weight_exp), num_message_bits=nmb,
-                                  name=f"{layer.name}_syn")
+                                  delays=layer.delay, name=f"{layer.name}_syn")
             else:
                 syn = BinaryConv(weights=layer.weight_mant, in_shape=layer.in_shape, stride=layer.stride,
                                  padding=layer.padding, weight_exp=int(layer.weight_exp), num_message_bits=nmb,
@@ -482,6 +484,9 @@ def run_lava_batch(net: IntegerNetwork, inputs: np.ndarray, *, timeout: Optional
     which equal those of ``run_reference`` on each sample.
     """
     net.validate()
+    if any(l.delay is not None for l in net.layers):
+        raise ValueError("run_lava_batch lays samples back to back, and delayed synapses would carry one sample's "
+                         "input into the next; run delayed networks with run_lava, one sample per run")
     x = np.asarray(inputs)
     if x.ndim != len(net.input_shape) + 2:
         raise ValueError(f"inputs have shape {x.shape}, expected (B, T, *{tuple(net.input_shape)})")

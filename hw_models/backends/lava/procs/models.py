@@ -44,8 +44,24 @@ class _SynapseFixedBase(PyLoihiProcessModel):
         s_in = self.s_in.recv()
         if int(self.num_message_bits.item()) == 0:
             s_in = (s_in != 0)
-        acc = self.accumulate(s_in.astype(np.int64))
+        delays = self.proc_params.get("delays")
+        if delays is None:
+            acc = self.accumulate(s_in.astype(np.int64))
+        else:  # as Lava's DelayDense: a ring of future sums, one slot per delay
+            acc = self._delayed(s_in.astype(np.int64), delays)
         self.a_buff = core_spec.apply_weight_exp(acc, int(self.weight_exp.item()))
+
+    def _delayed(self, s_in: np.ndarray, delays: np.ndarray) -> np.ndarray:
+        if getattr(self, "_ring", None) is None:
+            self._ring = np.zeros((int(delays.max()) + 1, self.weights.shape[0]), np.int64)
+            self._buckets = [(int(d), np.where(delays == d, self.weights, 0).astype(np.int64))
+                             for d in np.unique(delays)]
+        for d, w in self._buckets:
+            self._ring[d] += w @ s_in
+        now = self._ring[0].copy()
+        self._ring = np.roll(self._ring, -1, axis=0)
+        self._ring[-1] = 0
+        return now
 
 
 @implements(proc=BinaryDense, protocol=LoihiProtocol)
@@ -169,7 +185,7 @@ class PyCoreLifFixed(_CoreLifBase):
         self.v[:] = v
         if inside:
             self.record(b, t, s)
-        self.s_out.send(s.astype(np.int32))
+        self.s_out.send(s.astype(np.int32) * inside)  # nothing leaves outside the windows (delays)
 
 
 @implements(proc=CoreLIF, protocol=LoihiProtocol)
@@ -206,4 +222,4 @@ class PyCoreLifFloat(_CoreLifBase):
         self.v[s] = 0
         if inside:
             self.record(b, t, s)
-        self.s_out.send(s.astype(float))
+        self.s_out.send(s.astype(float) * inside)

@@ -55,14 +55,19 @@ class BinaryDense(_ValidatedProcess):
     """
 
     def __init__(self, *, weights: np.ndarray, weight_exp: int = 0, num_message_bits: int = 0,
-                 name: ty.Optional[str] = None) -> None:
+                 delays: ty.Optional[np.ndarray] = None, name: ty.Optional[str] = None) -> None:
         owner = f"BinaryDense {name!r}"
         w = np.asarray(weights)
         if w.ndim != 2:
             raise ValueError(f"{owner}: weights must be 2-D (n_out, n_in), got shape {w.shape}")
         w = _int_array("weights", w, w.shape, core_spec.WEIGHT_MANT_MIN, core_spec.WEIGHT_MANT_MAX, owner)
         weight_exp = _int_scalar("weight_exp", weight_exp, -31, 31, owner)
-        super().__init__(weights=w, weight_exp=weight_exp, num_message_bits=num_message_bits, name=name)
+        if delays is not None:  # per-synapse delays (core_spec rule 1), as Lava's DelayDense
+            delays = _int_array("delays", delays, w.shape, 0, core_spec.DELAY_MAX, owner)
+            if weight_exp < 0:
+                raise ValueError(f"{owner}: delays need weight_exp >= 0")
+        super().__init__(weights=w, weight_exp=weight_exp, num_message_bits=num_message_bits, delays=delays,
+                         name=name)
         n_out, n_in = w.shape
         self.s_in = InPort(shape=(n_in,))
         self.a_out = OutPort(shape=(n_out,))
