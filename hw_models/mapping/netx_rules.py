@@ -185,6 +185,8 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
                 w = w.reshape(n_out, -1)
                 mant, nwb, exp, mode = optimize_weight_bits(w)
                 mant = lava_dense_weights(mant, nwb, mode)
+                if exp < 0 and not np.any(mant % (1 << -exp)):  # shift(W' @ s) with W' = W << k is exactly W @ s
+                    mant, exp = mant >> -exp, 0
                 if mant.min() < core_spec.WEIGHT_MANT_MIN or mant.max() > core_spec.WEIGHT_MANT_MAX:
                     raise NetxRuleError(f"{where}: weights {int(w.min())}..{int(w.max())} leave the 8-bit synapse")
                 in_shape = (w.shape[1],)
@@ -192,6 +194,9 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
                              in_shape=in_shape, out_shape=(n_out,))
                 regs = _neuron(g, where, n_out, None, bias)
                 if "delay" in g:
+                    if exp < 0:
+                        raise NetxRuleError(f"{where}: lava-dl's DelayDense would round each delay bucket's sum "
+                                            f"(weights not exact after optimize_weight_bits)")
                     d = np.clip(np.asarray(g["delay"][()], np.int64), 0, NETX_MAX_DELAY)
                     extra["delay"] = _dense_delays(d, w.shape, where)
             else:
