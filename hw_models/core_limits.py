@@ -48,6 +48,8 @@ class CoreSpec:
     max_fan_out_axons: int  # output axon routes (neuron -> destination core) per core
     max_weight_bits: int = 8  # widest weight a synapse stores
     synapse_overhead_bits: int = 0  # extra bits per stored synapse (0: ideal dense encoding)
+    max_synaptic_delay: int = 62  # steps; a delayed synapse stores delay_bits more
+    delay_bits: int = 6
     source: str = ""
     unsure: tuple[str, ...] = ()  # fields whose figures are assumptions, not published for this core
     verified: bool = False  # True only if the figures were re-checked against the source here
@@ -92,6 +94,7 @@ _LOIHI2_BRIEF = ("Intel, 'Taking Neuromorphic Computing to the Next Level with L
 LOIHI1_CORE = CoreSpec(
     name="loihi1-core", max_neurons=1024, synaptic_memory_bits=128 * 1024 * 8,
     max_fan_in_axons=4096, max_fan_out_axons=4096, max_weight_bits=9, source=_DAVIES,
+    unsure=("max_synaptic_delay", "delay_bits"),
 )
 LOIHI1 = ChipSpec(name="loihi1", core=LOIHI1_CORE, cores_per_chip=128, max_chips=1, source=_DAVIES,
                   notes={"synaptic_memory_per_chip": "16 MB", "x86_cores_per_chip": 3})
@@ -99,7 +102,8 @@ LOIHI1 = ChipSpec(name="loihi1", core=LOIHI1_CORE, cores_per_chip=128, max_chips
 LOIHI2_CORE = CoreSpec(
     name="loihi2-core", max_neurons=8192, synaptic_memory_bits=192 * 1024 * 8,
     max_fan_in_axons=4096, max_fan_out_axons=4096, max_weight_bits=8, source=_LOIHI2_BRIEF,
-    unsure=("synaptic_memory_bits", "max_fan_in_axons", "max_fan_out_axons", "max_weight_bits"),
+    unsure=("synaptic_memory_bits", "max_fan_in_axons", "max_fan_out_axons", "max_weight_bits",
+            "max_synaptic_delay", "delay_bits"),
 )
 LOIHI2 = ChipSpec(name="loihi2", core=LOIHI2_CORE, cores_per_chip=128, max_chips=1, source=_LOIHI2_BRIEF,
                   notes={"memory": "192 KB per core is shared by neuron state and synapses; we give all of it "

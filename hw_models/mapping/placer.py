@@ -197,6 +197,11 @@ def _place_layer(li: int, layer: IntLayer, chip: ChipSpec, first_core: int, cap:
     spec = chip.core
     max_neurons = min(spec.max_neurons, cap)
     bits = int(layer.weight_bits) + int(spec.synapse_overhead_bits)
+    if layer.delay is not None:  # per-synapse delays take their own bits in synaptic memory
+        if layer.max_delay > spec.max_synaptic_delay:
+            raise PlacementError(f"layer {layer.name!r}: synaptic delay {layer.max_delay} exceeds the core's "
+                                 f"{spec.max_synaptic_delay}-step range")
+        bits += int(spec.delay_bits)
     if layer.weight_bits > spec.max_weight_bits:
         raise PlacementError(f"layer {layer.name!r}: {layer.weight_bits}-bit weights exceed the core's "
                              f"{spec.max_weight_bits}-bit synapses")

@@ -91,3 +91,22 @@ def test_refusals_and_persistence(tmp_path):
     back = load_hardware(path).net
     x = random_inputs(rng, net, 10)
     assert same(run_reference(back, x), run_reference(net, x))
+
+
+def test_placer_checks_the_chips_delay_range_and_charges_delay_bits():
+    from hw_models.core_limits import get_chip
+    from hw_models.mapping.placer import PlacementError, place
+
+    net, _ = delayed_net(6, max_delay=core_spec.DELAY_MAX)
+    plain, _ = delayed_net(6)
+    for layer in plain.layers:
+        layer.delay = None
+    with_d = place(net, "loihi1")
+    without = place(plain, "loihi1")
+    assert with_d.cores[0].synaptic_bits > without.cores[0].synaptic_bits
+    net.layers[0].delay[0, 0] = core_spec.DELAY_MAX
+    import dataclasses
+    chip = get_chip("loihi2")
+    short = dataclasses.replace(chip, core=dataclasses.replace(chip.core, max_synaptic_delay=10))
+    with pytest.raises(PlacementError, match="delay 62 exceeds the core's 10-step range"):
+        place(net, short)
