@@ -179,7 +179,7 @@ def map_to_lava(artifact_path: str | os.PathLike, n_samples: int = 100, *, input
         bar = tqdm(total=len(x), desc="Lava fixed_pt", unit="sample", disable=not progress)
         for i in range(0, len(x), chunk):
             xb = x[i:i + chunk]
-            res = run_lava_batch(net, xb, timeout=timeout)
+            res = run_lava_batch(net, xb, timeout=timeout, chip=placement.chip)
             for j in range(len(xb)):
                 ref = refs[i + j]
                 same = np.array_equal(res.readout_v[j], ref.v[-1][-1]) and all(

@@ -112,8 +112,49 @@ def _job_children(pid: int) -> dict[int, bool]:
     return kids
 
 
-def _child_main(fn: Callable, args: tuple, conn, shm_log: str, fail_log: str) -> None:
+ORPHAN_POLL_S = 0.2  # how often a job checks that its caller still lives
+
+
+def _die_with_parent(parent: int, shm_log: str) -> None:
+    """In the job: if the caller dies (SIGKILL, SIGTERM, a crash), unlink the job's shared memory and kill the
+    job's whole process group (every Lava worker), so nothing outlives the caller.
+
+    Two triggers: ``PR_SET_PDEATHSIG`` (Linux; the kernel sends SIGTERM at once) and a daemon thread that
+    polls ``getppid()`` (any POSIX system; within ``ORPHAN_POLL_S``)."""
+    import threading
+
+    job = os.getpid()
+
+    def reap(*_):
+        if os.getpid() != job:  # a Lava worker inherited the handler: SIGTERM keeps its default meaning there
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        _cleanup_shm(shm_log)
+        os.killpg(job, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, reap)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the caller died before the signal was armed
+        reap()
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_POLL_S)
+            if os.getppid() != parent:
+                reap()
+
+    threading.Thread(target=watch, name="orphan-guard", daemon=True).start()
+
+
+def _child_main(fn: Callable, args: tuple, conn, shm_log: str, fail_log: str, parent: int) -> None:
     os.setsid()  # own process group: the watchdog can kill the job and every Lava worker at once
+    _die_with_parent(parent, shm_log)
     from multiprocessing import shared_memory
 
     from lava.magma.runtime import runtime as lava_runtime
@@ -188,6 +229,8 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
     The child gets its own session, so on failure the watchdog kills it with every Lava
     worker it started (``killpg``); shared-memory segments it created are unlinked. A worker
     that ended while others still run for ``grace`` seconds counts as a failed process model.
+    If the caller itself is killed, the job notices (``_die_with_parent``) and takes its workers
+    and segments with it.
     """
     _ensure_lava()
     ctx = mp.get_context("fork")
@@ -196,7 +239,8 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
     os.close(fd)
     fd, fail_log = tempfile.mkstemp(prefix="lava_fail_", suffix=".log")
     os.close(fd)
-    proc = ctx.Process(target=_child_main, args=(fn, args, send_conn, shm_log, fail_log), daemon=False)
+    proc = ctx.Process(target=_child_main, args=(fn, args, send_conn, shm_log, fail_log, os.getpid()),
+                       daemon=False)
     t0 = time.monotonic()
     proc.start()
     send_conn.close()
@@ -240,7 +284,7 @@ def run_guarded(fn: Callable, args: tuple, timeout: float, what: str = "Lava run
                 zombie_since = zombie_since or time.monotonic()
                 if time.monotonic() - zombie_since > grace:
                     failure = f"{what}: a Lava worker process ended after {elapsed:.1f} s while the others kept " \
-                              f"running (its process model raised; see stderr for its traceback); stopped the run"
+                              f"running (its process model raised or it exited; see stderr); stopped the run"
                     break
             else:
                 zombie_since = None
@@ -444,14 +488,23 @@ def default_timeout(net: IntegerNetwork, n_steps: int) -> float:
     return 60.0 + 0.01 * n_steps * n_procs
 
 
+def check_core_limits(net: IntegerNetwork, chip) -> None:
+    """Every path into Lava places the network first: ``PlacementError`` if it exceeds ``chip``'s core limits."""
+    from hw_models.mapping.placer import place
+
+    place(net, chip)
+
+
 def run_lava(net: IntegerNetwork, inputs: np.ndarray, *, timeout: Optional[float] = None, stock: bool = False,
-             select_tag: str = "fixed_pt") -> RunTrace:
+             select_tag: str = "fixed_pt", chip="loihi2") -> RunTrace:
     """Run ``net`` on one sample ``(T, *input_shape)`` in Lava; return the trace in canonical time.
 
     ``stock=True`` uses Lava's stock ``Dense`` + ``LIFReset`` (see ``check_stock_compatible``).
-    Raises ``LavaRunError`` if the run fails or exceeds ``timeout`` seconds.
+    Raises ``LavaRunError`` if the run fails or exceeds ``timeout`` seconds, ``PlacementError`` (before
+    starting Lava) if the network does not fit ``chip``'s cores (``hw_models.core_limits``).
     """
     net.validate()
+    check_core_limits(net, chip)
     x = np.asarray(inputs)
     t_steps = int(x.shape[0])
     if t_steps < 1:
@@ -477,13 +530,15 @@ def run_lava(net: IntegerNetwork, inputs: np.ndarray, *, timeout: Optional[float
 
 
 def run_lava_batch(net: IntegerNetwork, inputs: np.ndarray, *, timeout: Optional[float] = None,
-                   select_tag: str = "fixed_pt") -> LavaBatchResult:
+                   select_tag: str = "fixed_pt", chip="loihi2") -> LavaBatchResult:
     """Run ``B`` samples ``(B, T, *input_shape)`` in one Lava run (state reset between samples).
 
     Returns per-sample predictions, final readout voltages and per-layer spike counts,
-    which equal those of ``run_reference`` on each sample.
+    which equal those of ``run_reference`` on each sample. ``PlacementError`` if ``net`` exceeds
+    ``chip``'s core limits.
     """
     net.validate()
+    check_core_limits(net, chip)
     if any(l.delay is not None for l in net.layers):
         raise ValueError("run_lava_batch lays samples back to back, and delayed synapses would carry one sample's "
                          "input into the next; run delayed networks with run_lava, one sample per run")
