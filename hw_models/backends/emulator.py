@@ -754,6 +754,13 @@ class Emulator:
                 [nat(k, x) for k, x in enumerate(ur)],
                 [LayerCounts.of_rows(r) for r in np.ascontiguousarray(rows)])
 
+    def account_idle(self, n_steps: int) -> None:
+        """Count ``n_steps`` input-free steps that leave the state unchanged (a fixed point the caller
+        established) without running them: each updates every neuron once and does nothing else."""
+        n_out = np.array([layer.n_out for layer in self.net.layers], np.int64)
+        self._totals[:, 2, :] += int(n_steps) * n_out[:, None]
+        self.steps += int(n_steps)
+
     @property
     def active_updates(self) -> np.ndarray:
         """Active neuron updates since ``reset`` per layer and sample, ``(L, B)`` (``results.active_updates``)."""

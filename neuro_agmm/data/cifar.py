@@ -39,14 +39,36 @@ def _expected(name: str) -> str:
     return f"{folder}/{{{', '.join(train + test)}}}"
 
 
+# What a CIFAR batch pickle may refer to: NumPy's array reconstruction (the 'data' array) and, in protocol-2
+# pickles written by Python 3, ``_codecs.encode`` (how they spell a bytes object); nothing else. The
+# containers (dict, list, str, bytes, int) need no globals at all.
+ALLOWED_GLOBALS = {("_codecs", "encode"), ("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                   ("numpy._core.multiarray", "scalar")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only the documented CIFAR containers: a pickle that names any other global (a class or
+    function it would call) is refused before anything is called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise CifarFormatError(f"the pickle refers to {module}.{name}, which a CIFAR batch never does "
+                                   f"(refused: unpickling it could run code)")
+        return super().find_class(module, name)
+
+
 def read_batch(path: str | Path, label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
-    """Read one pickle batch: ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``."""
+    """Read one pickle batch: ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``, with a restricted unpickler."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            raw = pickle.load(f, encoding="bytes")
+            raw = _CifarUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise
+    except CifarFormatError as e:
+        raise CifarFormatError(f"{path}: {e}") from None
     except Exception as e:  # truncated / not a pickle
         raise CifarFormatError(f"{path}: not a CIFAR python pickle batch ({type(e).__name__}: {e})") from e
     if not isinstance(raw, dict):

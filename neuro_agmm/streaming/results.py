@@ -35,6 +35,7 @@ class RecordingResult:
     energy_j: Optional[float] = None  # bsnn_loihi scenario
     energy_pj: dict = field(default_factory=dict)  # every neuro_agmm.energy scenario, pJ per inference
     readout_v: list = field(default_factory=list)  # final readout voltage (integer units; float for torch)
+    skipped_windows: int = 0  # empty windows skipped at a fixed point (accounted, not stepped)
 
     @property
     def correct(self) -> Optional[bool]:

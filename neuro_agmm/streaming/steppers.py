@@ -45,6 +45,14 @@ class EmulatorStepper:
     def reset(self) -> None:
         self.emu.reset()
 
+    def state(self) -> list[np.ndarray]:
+        """Copies of every layer's ``u`` and ``v`` (to recognise a fixed point)."""
+        return [np.array(x) for x in self.emu.u + self.emu.v]
+
+    def idle(self, n_steps: int) -> None:
+        """Account ``n_steps`` empty steps at a fixed point without running them."""
+        self.emu.account_idle(n_steps)
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Advance over ``frames`` (t, *input_shape); return the readout voltage (n_classes,)."""
         if len(frames):
@@ -85,6 +93,12 @@ class TorchFloatStepper:
         self.v = [self.torch.zeros(int(np.prod(l.out_shape))) for l in self.layers]
         self._spikes = 0
         self._updates = 0
+
+    def state(self) -> list[np.ndarray]:
+        return [v.numpy().copy() for v in self.v]
+
+    def idle(self, n_steps: int) -> None:
+        self._updates += int(n_steps) * sum(int(v.numel()) for v in self.v)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         torch = self.torch

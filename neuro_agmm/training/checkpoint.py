@@ -8,7 +8,9 @@ sums of the current epoch's metrics, every callback's ``state_dict`` and the met
 
 Files are written atomically (temp file + rename, ``neuro_agmm.artifact.atomic_write``), so a
 kill during the write leaves the previous checkpoint intact. Refuses to save non-finite
-parameters so a diverged run never overwrites a good checkpoint. Left out: keeping a history
+parameters so a diverged run never overwrites a good checkpoint. Loading uses
+``torch.load(weights_only=True)``: a checkpoint from an untrusted run directory cannot run code
+(every value is a tensor or a plain Python value; the NumPy RNG state is stored as a tensor). Left out: keeping a history
 of checkpoints (only the latest is kept), cross-version compatibility of pickled states.
 """
 
@@ -53,15 +55,21 @@ class Checkpoint:
 
 
 def capture_rng() -> dict[str, Any]:
-    """RNG states of torch (CPU), NumPy's global generator and Python's ``random``."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states of torch (CPU), NumPy's global generator and Python's ``random``, as tensors and plain
+    values only (so the checkpoint loads with ``torch.load(weights_only=True)``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": random.getstate()}
 
 
 def restore_rng(state: dict[str, Any]) -> None:
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        n = state["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     if "python" in state:
         random.setstate(state["python"])
 
@@ -73,11 +81,20 @@ def _check_finite(state: dict, where: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` atomically to ``path`` (``torch.save``). Raises ``CheckpointError`` on NaN/inf weights."""
+    """Write ``ckpt`` atomically to ``path`` (``torch.save``). Raises ``CheckpointError`` on NaN/inf weights and
+    ``RunDirError`` (one line; the previous checkpoint kept) when the write fails, e.g. a full disk."""
+    from neuro_agmm.training.run_dir import write_failure
+
     _check_finite(ckpt.model, f"checkpoint {path}")
     payload = dict(ckpt.__dict__)
     payload["format"] = "neuro_agmm.training.checkpoint"
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    try:
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    except (OSError, RuntimeError) as e:
+        clear = write_failure(path, e)
+        if clear is None:
+            raise
+        raise clear from e
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -88,7 +105,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values, no code
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(payload, dict) or payload.get("format") != "neuro_agmm.training.checkpoint":

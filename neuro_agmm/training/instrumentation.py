@@ -209,7 +209,7 @@ def _load_weights(src: Any) -> tuple[dict[str, np.ndarray], Optional[list[str]]]
             art = read_artifact(path)
             w = {l.name: np.asarray(l.weight) for l in art.layers if l.precision == "binary"}
             return w, list(w)
-        src = torch.load(path, map_location="cpu", weights_only=False)
+        src = torch.load(path, map_location="cpu", weights_only=True)  # never runs code from the file
     if isinstance(src, torch.nn.Module):
         binary = [f"{n}.weight" for n, _ in find_layers(src, "binary")] or None
         src = src.state_dict()

@@ -242,12 +242,19 @@ def train(cfg: TrainConfig, callbacks: Optional[list[Callback]] = None, resume: 
     """Train per ``cfg``; with ``resume=True`` continue the run in ``cfg.run_dir()`` from its checkpoint.
 
     ``split``: an already loaded ``DatasetSplit`` (else ``load_dataset`` per ``cfg``).
-    Raises ``ValueError`` (bad config), ``CheckpointError``, ``TrainingDiverged``.
+    Raises ``ValueError`` (bad config), ``CheckpointError``, ``TrainingDiverged``, ``RunDirError`` (the
+    run directory is in use by another training, or a write failed, e.g. a full disk).
     """
+    from contextlib import nullcontext
+
+    from neuro_agmm.training.run_dir import RunLock
+
     cfg.validate()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    writer = not cfg.distributed or int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes the run directory
     try:
-        return _train(cfg, callbacks, resume, split)
+        with RunLock(cfg.run_dir()) if writer else nullcontext():  # a second writer is refused (RunDirError)
+            return _train(cfg, callbacks, resume, split)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 

@@ -220,3 +220,27 @@ def test_workers_give_the_same_results_in_order(digits_model):
     assert two.workers == 2 and two.stats()["throughput_real_time_factor"] > 0
     with pytest.raises(InferError, match="--workers applies"):
         infer(path, backend="brian2", dataset="digits-dvs", limit=1, workers=2)
+
+
+@pytest.mark.parametrize("gap_us", [30_000_000, 3_600_000_000, 1 << 40])
+def test_long_gaps_cost_nothing_and_equal_stepping_through(digits_model, gap_us):
+    """Four events, a one-hour (or 2**40 µs) gap, four events: windows at rest are skipped in O(1); the result
+    (prediction, readout voltage, counts, steps) equals stepping through every window of the gap."""
+    from neuro_agmm.streaming.run import stream
+    from neuro_agmm.streaming.sources import Recording
+    from neuro_agmm.streaming.steppers import EmulatorStepper
+
+    path, art, net = digits_model
+    rng = np.random.default_rng(3)
+    t = np.array([0, 10, 20, 30, gap_us, gap_us + 10, gap_us + 20, gap_us + 30])
+    ev = make_events(rng.integers(0, 34, 8), rng.integers(0, 34, 8), t, rng.integers(0, 2, 8))
+    mapping = InputMapping.fit(SensorSize(34, 34, 2), art.input_shape, 15, 37_500)
+    rec = Recording("gap", ev, SensorSize(34, 34, 2))
+    fast = stream(EmulatorStepper(net), mapping, rec, 37_500)
+    assert fast.skipped_windows >= gap_us // 37_500 - 50 and len(fast.windows) < 60  # memory ~ windows run
+    if gap_us < 1 << 40:  # stepping through 2**40 µs would take days: that is the point
+        short = Recording("gap", ev, SensorSize(34, 34, 2))
+        window = 37_500 if gap_us <= 30_000_000 else 37_500 * 4000  # the same steps, in fewer calls for an hour
+        slow = stream(EmulatorStepper(net), mapping, short, window, skip_idle=False)
+        assert slow.n_steps == fast.n_steps and slow.readout_v == fast.readout_v
+        assert slow.prediction == fast.prediction and slow.counts == fast.counts
