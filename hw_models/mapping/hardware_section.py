@@ -34,6 +34,7 @@ import numpy as np
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.mapping.placer import Placement
 from hw_models.mapping.quantizer import QuantReport
+from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
 from neuro_agmm.artifact import (ArtifactError, atomic_write, check_format, open_h5, require_attr,
                                  require_dataset)
 
@@ -103,6 +104,16 @@ def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optio
 
 def load_hardware(path: str | os.PathLike) -> HardwareSection:
     """Read and validate the ``/hardware`` group; raise ``ArtifactError`` naming what is missing or wrong."""
+    try:
+        return _load_hardware(path)
+    except ArtifactError:
+        raise
+    except CORRUPTION_ERRORS as e:  # h5py/NumPy on a damaged file: one documented error naming it
+        raise corrupt(path, e, ArtifactError) from e
+
+
+def _load_hardware(path: str | os.PathLike) -> HardwareSection:
+    """The reader proper (see the public wrapper)."""
     path = Path(path)
     with open_h5(path, "file") as f:
         if GROUP not in f:

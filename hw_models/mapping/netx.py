@@ -166,12 +166,14 @@ def import_netx(path: str | os.PathLike, input_max: int | None = None) -> Intege
     input is loaded as lava-dl does with ``input_message_bits > 0``. The last layer is the readout
     if its threshold is ``VTH_MAX``.
     """
+    from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS
+
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             in_max = int(input_max if input_max is not None else f.attrs.get("input_max", 1))
-    except OSError as e:
-        raise NetxRuleError(f"{path}: not a readable HDF5 file ({e})") from e
+    except CORRUPTION_ERRORS as e:
+        raise NetxRuleError(f"{path}: not a readable HDF5 file ({type(e).__name__}: {e})") from e
     view = lava_dl_view(path, input_message_bits=max(in_max.bit_length(), 1) if in_max > 1 else 0, input_max=in_max)
     for layer in view.layers:
         w = layer.weight_mant.astype(np.int64)

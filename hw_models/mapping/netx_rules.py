@@ -146,8 +146,30 @@ def _neuron(g: h5py.Group, where: str, n_out: int, conv_shape: Optional[tuple[in
 
 def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max: Optional[int] = None
                  ) -> IntegerNetwork:
-    """The network lava-dl's ``netx.hdf5.Network(path, input_message_bits=...)`` would build, in our terms."""
-    path = Path(path)
+    """The network lava-dl's ``netx.hdf5.Network(path, input_message_bits=...)`` would build, in our terms.
+
+    Any failure reading the file (not HDF5, damaged, a dataset declaring more than the file holds) is a
+    ``NetxRuleError`` naming the file."""
+    from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
+
+    try:
+        return _lava_dl_view(Path(path), input_message_bits, input_max)
+    except NetxRuleError:
+        raise
+    except CORRUPTION_ERRORS as e:
+        raise corrupt(path, e, NetxRuleError) from e
+
+
+def _read(g: h5py.Group, key: str, where: str) -> np.ndarray:
+    from neuro_agmm.artifact.h5 import check_size
+
+    if key not in g or not isinstance(g[key], h5py.Dataset):
+        raise NetxRuleError(f"{where}: missing dataset {key!r}")
+    check_size(g[key], where, NetxRuleError)
+    return g[key][()]
+
+
+def _lava_dl_view(path: Path, input_message_bits: int, input_max: Optional[int]) -> IntegerNetwork:
     with h5py.File(path, "r") as f:
         if "layer" not in f:
             raise NetxRuleError(f"{path}: not a netx file (no group 'layer')")
@@ -165,7 +187,7 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
             where = f"{path}:/layer/{i}"
             kind = _str(g["type"])
             if kind == "input":
-                shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
+                shape = tuple(int(x) for x in np.asarray(_read(g, "shape", where)).reshape(-1))
                 net_input = net_input or shape
                 if "neuron" in g:  # an Input block: a LIF population fed the input value directly
                     layers.append(_input_layer(g, where, shape, i))
@@ -177,9 +199,9 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
                 raise NetxRuleError(f"{where}: layer type {kind!r}: lava-dl netx 0.6.0 raises NotImplementedError "
                                     f"for it" if kind in ("pool", "convT", "unpool", "average", "concat")
                                     else f"{where}: unknown layer type {kind!r}")
-            out_shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
-            w = np.asarray(g["weight"][()], np.int64)
-            bias = g["bias"][()] if "bias" in g else None
+            out_shape = tuple(int(x) for x in np.asarray(_read(g, "shape", where)).reshape(-1))
+            w = np.asarray(_read(g, "weight", where), np.int64)
+            bias = _read(g, "bias", where) if "bias" in g else None
             if kind == "dense":
                 n_out = int(np.prod(out_shape))
                 w = w.reshape(n_out, -1)
@@ -197,7 +219,7 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
                     if exp < 0:
                         raise NetxRuleError(f"{where}: lava-dl's DelayDense would round each delay bucket's sum "
                                             f"(weights not exact after optimize_weight_bits)")
-                    d = np.clip(np.asarray(g["delay"][()], np.int64), 0, NETX_MAX_DELAY)
+                    d = np.clip(np.asarray(_read(g, "delay", where), np.int64), 0, NETX_MAX_DELAY)
                     extra["delay"] = _dense_delays(d, w.shape, where)
             else:
                 if shape is None or len(shape) != 3:
@@ -232,7 +254,12 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
 def _input_layer(g: h5py.Group, where: str, shape: tuple[int, ...], i: int) -> IntLayer:
     """netx's ``Input`` block (neurons whose ``a_in`` is the input itself) as an identity synapse + LIF."""
     n = int(np.prod(shape))
-    bias = g["bias"][()] if "bias" in g else None
+    bias = _read(g, "bias", where) if "bias" in g else None
+    from neuro_agmm.artifact.h5 import MAX_READ_BYTES
+
+    if len(shape) != 3 and 2 * n * n > MAX_READ_BYTES:
+        raise NetxRuleError(f"{where}: an input layer of {n} neurons needs a {n}x{n} identity synapse, over the "
+                            f"read limit")
     if len(shape) == 3:
         w = np.zeros((shape[0], shape[0], 1, 1), np.int16)
         w[np.arange(shape[0]), np.arange(shape[0])] = 1

@@ -5,12 +5,39 @@ Shared by the artifact reader and the ``/hardware`` section reader so both name 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from neuro_agmm.artifact.schema import ArtifactError
+
+# The most any one dataset may expand to when read (bytes); NEURO_AGMM_MAX_READ_BYTES overrides it.
+MAX_READ_BYTES = int(os.environ.get("NEURO_AGMM_MAX_READ_BYTES", 2 << 30))
+# What h5py and NumPy raise on a corrupt file (damaged object headers, B-trees, filters, dtypes): turned
+# into the reader's documented error, naming the file, by ``corrupt``.
+CORRUPTION_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, IndexError, OverflowError,
+                     AttributeError, UnicodeDecodeError)
+
+
+def corrupt(path, e: BaseException, error=ArtifactError) -> Exception:
+    """``error`` naming ``path`` for a corruption error ``e`` raised inside h5py/NumPy (documented errors pass)."""
+    if isinstance(e, (ArtifactError, error)):
+        return e
+    return error(f"{path}: corrupt or unreadable HDF5 content ({type(e).__name__}: {e})")
+
+
+def check_size(ds: h5py.Dataset, where: str, error=ArtifactError) -> None:
+    """Refuse, before reading, a dataset that declares more bytes than the file can hold (uncompressed,
+    contiguous storage) or than ``MAX_READ_BYTES``."""
+    nbytes = int(ds.size) * int(ds.dtype.itemsize)
+    file_bytes = os.path.getsize(ds.file.filename)
+    if ds.chunks is None and ds.compression is None and nbytes > file_bytes:
+        raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes, more than the whole file ({file_bytes})")
+    if nbytes > MAX_READ_BYTES:
+        raise error(f"{where}: dataset {ds.name} would expand to {nbytes} bytes, over the {MAX_READ_BYTES}-byte "
+                    f"read limit (NEURO_AGMM_MAX_READ_BYTES)")
 
 
 def require_attr(group: h5py.Group, key: str, where: str):
@@ -22,6 +49,7 @@ def require_attr(group: h5py.Group, key: str, where: str):
 def require_dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
     if key not in group or not isinstance(group[key], h5py.Dataset):
         raise ArtifactError(f"{where}: missing dataset {key!r}")
+    check_size(group[key], where)
     return group[key][()]
 
 

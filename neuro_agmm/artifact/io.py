@@ -12,7 +12,7 @@ import numpy as np
 
 from neuro_agmm.artifact.encoding import InputEncoding, encoding_for_v1
 from neuro_agmm.artifact.files import atomic_write
-from neuro_agmm.artifact.h5 import check_format, open_h5, require_attr, require_dataset
+from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, check_format, corrupt, open_h5, require_attr, require_dataset
 from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, ArtifactError, BatchNormSpec,
                                         LayerSpec, ModelArtifact)
 
@@ -64,10 +64,48 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
 
 def read_artifact(path: str | os.PathLike) -> ModelArtifact:
     """Read and validate an artifact; raise ``ArtifactError`` naming the file and the bad field."""
+    try:
+        return _read_artifact(path)
+    except ArtifactError:
+        raise
+    except CORRUPTION_ERRORS as e:  # h5py/NumPy on a damaged file: one documented error naming it
+        raise corrupt(path, e, ArtifactError) from e
+
+
+def _ints(value, where: str, key: str, n: int | None = None, lo: int = 0, hi: int = 1 << 31) -> tuple[int, ...]:
+    """An attribute as a tuple of whole numbers in ``[lo, hi]`` (``n`` of them if given), else ``ArtifactError``."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.dtype.kind not in "iu" or (n is not None and arr.size != n) or arr.size == 0 \
+            or np.any(arr < lo) or np.any(arr > hi):
+        raise ArtifactError(f"{where}: attribute {key!r} = {arr.tolist()[:8]} must be "
+                            f"{n if n is not None else 'one or more'} whole number(s) in [{lo}, {hi}]")
+    return tuple(int(x) for x in arr)
+
+
+def _number(value, where: str, key: str, lo: float, hi: float, lo_open: bool = False) -> float:
+    """A finite scalar attribute in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), else ``ArtifactError``."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "iuf" or not np.isfinite(float(arr.reshape(-1)[0])):
+        raise ArtifactError(f"{where}: attribute {key!r} = {value!r} must be a finite number")
+    x = float(arr.reshape(-1)[0])
+    if x < lo or x > hi or (lo_open and x == lo):
+        raise ArtifactError(f"{where}: attribute {key!r} = {x} outside {'(' if lo_open else '['}{lo}, {hi}]")
+    return x
+
+
+MAX_DIM = 1 << 24  # no shape axis of a model we read is larger
+
+
+def _read_artifact(path: str | os.PathLike) -> ModelArtifact:
+    """The reader proper (see the public wrapper)."""
     path = Path(path)
     with open_h5(path) as f:
         where = str(path)
         version = check_format(f, FORMAT_NAME, READABLE_VERSIONS, where)
+        input_shape = _ints(require_attr(f, "input_shape", where), where, "input_shape", None, 1, MAX_DIM)
+        input_max = _ints(require_attr(f, "input_max", where), where, "input_max", 1, 1, 1 << 30)[0]
+        time_steps = _ints(require_attr(f, "time_steps", where), where, "time_steps", 1, 1, 1 << 30)[0]
+        input_scale = _number(require_attr(f, "input_scale", where), where, "input_scale", 0.0, 1e30, lo_open=True)
         if "layers" not in f:
             raise ArtifactError(f"{where}: missing group 'layers'")
         layers = []
@@ -78,7 +116,25 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
             g = f["layers"][key]
             lw = f"{where}:/layers/{key}"
             precision = str(require_attr(g, "precision", lw))
-            wshape = tuple(int(x) for x in require_attr(g, "weight_shape", lw))
+            kind = str(require_attr(g, "kind", lw))
+            if kind not in ("dense", "conv"):
+                raise ArtifactError(f"{lw}: unknown kind {kind!r}")
+            wshape = _ints(require_attr(g, "weight_shape", lw), lw, "weight_shape", 2 if kind == "dense" else 4,
+                           1, MAX_DIM)
+            in_shape = _ints(require_attr(g, "in_shape", lw), lw, "in_shape", None, 1, MAX_DIM)
+            out_shape = _ints(require_attr(g, "out_shape", lw), lw, "out_shape", None, 1, MAX_DIM)
+            stride = _ints(require_attr(g, "stride", lw), lw, "stride", 2, 1, 1 << 10)
+            padding = _ints(require_attr(g, "padding", lw), lw, "padding", 2, 0, 1 << 10)
+            leak = _number(require_attr(g, "leak", lw), lw, "leak", 0.0, 1.0)
+            threshold = _number(require_attr(g, "threshold", lw), lw, "threshold", -1e30, 1e30)
+            input_gain = _number(require_attr(g, "input_gain", lw), lw, "input_gain", -1e30, 1e30)
+            if wshape[0] != out_shape[0] or (kind == "dense" and wshape[1] != int(np.prod(in_shape))) \
+                    or (kind == "conv" and (len(in_shape) != 3 or len(out_shape) != 3 or wshape[1] != in_shape[0])):
+                raise ArtifactError(f"{lw}: weight_shape {wshape} does not fit in_shape {in_shape} -> "
+                                    f"out_shape {out_shape} ({kind})")
+            if layers and int(np.prod(in_shape)) != int(np.prod(layers[-1].out_shape)):
+                raise ArtifactError(f"{lw}: in_shape {in_shape} does not match the previous layer's output "
+                                    f"{layers[-1].out_shape}")
             n_w = int(np.prod(wshape))
             if precision == "binary":
                 bits = require_dataset(g, "sign_bits", lw)
@@ -90,6 +146,10 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                 weight = require_dataset(g, "weight", lw)
                 if weight.shape != wshape:
                     raise ArtifactError(f"{lw}/weight: shape {weight.shape} != weight_shape {wshape}")
+                if weight.dtype.kind not in "iu" or (weight.size and (weight.min() < -127 or weight.max() > 127)):
+                    raise ArtifactError(f"{lw}/weight: int8 codes must be integers in [-127, 127] "
+                                        f"(found {weight.dtype}, {weight.min() if weight.size else 0}.."
+                                        f"{weight.max() if weight.size else 0})")
                 weight = weight.astype(np.float32)
             else:
                 raise ArtifactError(f"{lw}: unknown precision {precision!r}")
@@ -104,7 +164,8 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                         raise ArtifactError(f"{lw}/bn/{k}: contains NaN or inf")
                 if np.any(stats["var"] < 0):
                     raise ArtifactError(f"{lw}/bn/var: negative variance")
-                bn = BatchNormSpec(**stats, eps=float(require_attr(g["bn"], "eps", lw + "/bn")))
+                eps = _number(require_attr(g["bn"], "eps", lw + "/bn"), lw + "/bn", "eps", 0.0, 1.0, lo_open=True)
+                bn = BatchNormSpec(**stats, eps=eps)
             scale = require_dataset(g, "scale", lw).astype(np.float64)
             bias = require_dataset(g, "bias", lw).astype(np.float64)
             for name, arr in (("scale", scale), ("bias", bias)):
@@ -113,21 +174,17 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
                 if not np.all(np.isfinite(arr)):
                     raise ArtifactError(f"{lw}/{name}: contains NaN or inf")
             layers.append(LayerSpec(
-                name=str(require_attr(g, "name", lw)), kind=str(require_attr(g, "kind", lw)), precision=precision,
-                weight=weight, scale=scale, bias=bias,
-                in_shape=tuple(int(x) for x in require_attr(g, "in_shape", lw)),
-                out_shape=tuple(int(x) for x in require_attr(g, "out_shape", lw)),
-                leak=float(require_attr(g, "leak", lw)), threshold=float(require_attr(g, "threshold", lw)),
-                input_gain=float(require_attr(g, "input_gain", lw)), spiking=bool(require_attr(g, "spiking", lw)),
-                stride=tuple(int(x) for x in require_attr(g, "stride", lw)),
-                padding=tuple(int(x) for x in require_attr(g, "padding", lw)), bn=bn))
+                name=str(require_attr(g, "name", lw)), kind=kind, precision=precision,
+                weight=weight, scale=scale, bias=bias, in_shape=in_shape, out_shape=out_shape,
+                leak=leak, threshold=threshold, input_gain=input_gain, spiking=bool(require_attr(g, "spiking", lw)),
+                stride=stride, padding=padding, bn=bn))
         prov = {}
         if "provenance" in f:
             for k, v in f["provenance"].attrs.items():
                 prov[k] = v.item() if hasattr(v, "item") else v
-        input_shape = tuple(int(x) for x in require_attr(f, "input_shape", where))
-        input_max = int(require_attr(f, "input_max", where))
-        time_steps = int(require_attr(f, "time_steps", where))
+        if layers and int(np.prod(layers[0].in_shape)) != int(np.prod(input_shape)):
+            raise ArtifactError(f"{where}: input_shape {input_shape} does not match layer 0's in_shape "
+                                f"{layers[0].in_shape}")
         kind = str(require_attr(f, "encoding", where))
         if "encoding_record" in f.attrs:
             try:
@@ -139,6 +196,6 @@ def read_artifact(path: str | os.PathLike) -> ModelArtifact:
         else:
             raise ArtifactError(f"{where}: missing attribute 'encoding_record' (required from format_version 2)")
         return ModelArtifact(
-            layers=layers, input_shape=input_shape, input_scale=float(require_attr(f, "input_scale", where)),
+            layers=layers, input_shape=input_shape, input_scale=input_scale,
             input_max=input_max, time_steps=time_steps, encoding=kind,
             provenance=prov, hardware={"present": True} if "hardware" in f else None, input_encoding=enc)

@@ -95,7 +95,7 @@ def read_aedat2(path: str | os.PathLike, orientation: Orientation = "image",
     ts = ts + (wraps << 32)
     addr, ts = addr[~ext], ts[~ext]
     x, y, p = decode_dvs128(addr, orientation)
-    ev = sort_by_time(make_events(x, y, ts, p))
+    ev = sort_by_time(make_events(x, y, ts, p), stats)
     if stats is not None:
         stats.n_events += len(ev)
     return ev, DVS128_SENSOR

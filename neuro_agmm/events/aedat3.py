@@ -85,7 +85,7 @@ def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize = DVS_GESTURE_S
     valid = (d & 1) == 1
     local.skip("invalid", int((~valid).sum()))
     d, t = d[valid], t[valid]
-    ev = sort_by_time(make_events((d >> 17) & 0x7FFF, (d >> 2) & 0x7FFF, t, (d >> 1) & 1))
+    ev = sort_by_time(make_events((d >> 17) & 0x7FFF, (d >> 2) & 0x7FFF, t, (d >> 1) & 1), local)
     check_events(ev, SensorSize(*sensor_size), path)
     local.n_events = len(ev)
     if stats is not None:

@@ -54,45 +54,58 @@ class _FB:
         self.buf = buf
         self.root = self.u32(0)
 
+    def _unpack(self, fmt: str, pos: int):
+        """``struct.unpack_from`` that never reads outside the buffer (every read of a field goes through it)."""
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.buf):
+            raise EventFileError(self.path, f"flatbuffer read at {pos} outside its {len(self.buf)} bytes (corrupt)",
+                                 offset=self.offset)
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
     def u32(self, pos: int) -> int:
-        if pos < 0 or pos + 4 > len(self.buf):
-            raise EventFileError(self.path, "flatbuffer offset out of range (corrupt)", offset=self.offset)
-        return struct.unpack_from("<I", self.buf, pos)[0]
+        return self._unpack("<I", pos)
 
     def field(self, table: int, index: int) -> Optional[int]:
         """Absolute position of field ``index`` of the table at ``table``, or None if absent."""
-        vt = table - struct.unpack_from("<i", self.buf, table)[0]
-        if vt < 0 or vt + 4 > len(self.buf):
-            raise EventFileError(self.path, "flatbuffer vtable out of range (corrupt)", offset=self.offset)
-        vt_size = struct.unpack_from("<H", self.buf, vt)[0]
+        vt = table - self._unpack("<i", table)
+        vt_size = self._unpack("<H", vt)
         entry = 4 + 2 * index
         if entry + 2 > vt_size:
             return None
-        off = struct.unpack_from("<H", self.buf, vt + entry)[0]
+        off = self._unpack("<H", vt + entry)
         return table + off if off else None
 
     def scalar(self, table: int, index: int, fmt: str, default):
         pos = self.field(table, index)
-        return default if pos is None else struct.unpack_from(fmt, self.buf, pos)[0]
+        return default if pos is None else self._unpack(fmt, pos)
 
     def indirect(self, table: int, index: int) -> Optional[int]:
         pos = self.field(table, index)
         return None if pos is None else pos + self.u32(pos)
 
 
-def _decompress(data: bytes, compression: int, path, offset: int) -> bytes:
+def _decompress(data: bytes, compression: int, path, offset: int, limit: int) -> bytes:
+    """One packet's payload, never expanded past ``limit`` bytes (a decompression bomb is an error)."""
     if compression == 0:
         return data
     try:
         if compression in (1, 2):
-            return lz4.frame.decompress(data)
+            dec = lz4.frame.LZ4FrameDecompressor()
+            out = dec.decompress(data, max_length=limit)
+            if not dec.eof:
+                raise EventFileError(path, f"packet expands past the {limit}-byte read limit "
+                                           f"(NEURO_AGMM_MAX_READ_BYTES)" if not dec.needs_input
+                                     else "truncated LZ4 frame", offset=offset)
+            return out
         if compression in (3, 4):
             try:
                 import zstandard
             except ImportError:
                 raise EventFileError(path, "ZSTD-compressed AEDAT4 needs the 'zstandard' package "
                                            "(not installed); re-export with LZ4 or no compression") from None
-            return zstandard.ZstdDecompressor().decompress(data)
+            out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            if len(out) > limit:
+                raise EventFileError(path, f"packet expands past the {limit}-byte read limit", offset=offset)
+            return out
     except EventFileError:
         raise
     except Exception as e:  # noqa: BLE001 - any codec failure is a corrupt packet
@@ -147,8 +160,13 @@ def read_aedat4(path: str | os.PathLike, stream_id: Optional[int] = None,
     if stream_id not in streams:
         raise EventFileError(path, f"no event stream {stream_id} (have {sorted(streams)})")
     sensor = streams[stream_id]
-    end = table_pos if 0 <= table_pos <= len(data) else len(data)
     pos = pos + 4 + hlen
+    if 0 <= table_pos < pos:
+        raise EventFileError(path, f"data table position {table_pos} lies inside the header (packets start at "
+                                   f"{pos})", offset=len(MAGIC) + 4)
+    end = table_pos if 0 <= table_pos <= len(data) else len(data)
+    from neuro_agmm.artifact.h5 import MAX_READ_BYTES
+    budget = MAX_READ_BYTES  # decompressed bytes left for the whole file
     local = ReadStats()
     chunks = []
     while pos < end:
@@ -160,7 +178,9 @@ def read_aedat4(path: str | os.PathLike, stream_id: Optional[int] = None,
         if sid != stream_id:
             local.skip(f"stream_{sid}_packets", 1)
         else:
-            pkt = _FB(_decompress(data[pos + 8:pos + 8 + size], compression, path, pos), b"EVTS", path, pos)
+            payload = _decompress(data[pos + 8:pos + 8 + size], compression, path, pos, budget)
+            budget -= len(payload)
+            pkt = _FB(payload, b"EVTS", path, pos)
             vec = pkt.indirect(pkt.root, 0)
             if vec is not None:
                 n = pkt.u32(vec)
@@ -169,7 +189,7 @@ def read_aedat4(path: str | os.PathLike, stream_id: Optional[int] = None,
                 chunks.append(np.frombuffer(pkt.buf, EVENT_STRUCT, count=n, offset=vec + 4))
         pos += 8 + size
     raw = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_STRUCT)
-    ev = sort_by_time(make_events(raw["x"], raw["y"], raw["t"], raw["on"] != 0))
+    ev = sort_by_time(make_events(raw["x"], raw["y"], raw["t"], raw["on"] != 0), local)
     check_events(ev, sensor, path)
     local.n_events = len(ev)
     if stats is not None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from neuro_agmm.artifact import atomic_write
 from neuro_agmm.events.types import (EVENT_DTYPE, EventFileError, ReadStats, SensorSize, make_events,
-                                     read_file_bytes)
+                                     read_file_bytes, sort_by_time)
 
 NMNIST_SENSOR = SensorSize(34, 34, 2)
 NCALTECH_SENSOR = SensorSize(240, 180, 2)
@@ -65,6 +65,7 @@ def decode_atis(raw: np.ndarray, path: str | os.PathLike = "<bytes>", sensor_siz
             i = int(np.flatnonzero(keep)[np.argmax(bad)])
             raise EventFileError(path, f"event x={int(x[i])}, y={int(y[i])} outside sensor {tuple(sensor_size)} "
                                        "(wrong dataset or corrupt file)", offset=5 * i)
+    ev = sort_by_time(ev, stats)  # every reader returns time-sorted events (a corrupt file may not be)
     if stats is not None:
         stats.n_events += len(ev)
     return ev

@@ -100,7 +100,7 @@ def _sensor(lines, ev: np.ndarray, sensor_size: Optional[SensorSize]) -> SensorS
 
 
 def _finish(path, lines, ev, sensor_size, stats) -> tuple[np.ndarray, SensorSize]:
-    ev = sort_by_time(ev)
+    ev = sort_by_time(ev, stats)
     sensor = _sensor(lines, ev, sensor_size)
     check_events(ev, sensor, path)
     if stats is not None:

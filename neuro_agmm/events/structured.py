@@ -76,14 +76,21 @@ def to_tonic(events: np.ndarray, polarity: str = "bool") -> np.ndarray:
     return out
 
 
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` array read through a memory map first, so a header that declares more data than the file
+    holds fails before anything is allocated; every failure is an ``EventFileError`` naming the file."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.array(mapped)
+    except Exception as e:  # noqa: BLE001 - NumPy raises ValueError, OSError, EOFError, tokenize errors, ...
+        raise EventFileError(path, f"not a readable .npy array ({type(e).__name__}: {e})") from e
+
+
 def read_structured_npy(path: str | os.PathLike, sensor_size: Optional[SensorSize] = None,
                         stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read a ``.npy`` holding a structured x, y, t, p array (see the module docstring for the sensor)."""
     path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise EventFileError(path, f"not a readable .npy array ({e})") from e
+    arr = load_npy(path)
     if arr.dtype.names is None:
         raise EventFileError(path, f"expected a structured array with fields x, y, t, p; got dtype {arr.dtype}")
     ev = as_events(arr, path)
@@ -100,8 +107,8 @@ def is_structured_npy(path: str | os.PathLike) -> bool:
     """Whether a ``.npy`` file's header declares a structured dtype (reads the header only)."""
     try:
         dtype = np.load(path, mmap_mode="r", allow_pickle=False).dtype  # maps, reads only the header
-    except (OSError, ValueError, EOFError) as e:
-        raise EventFileError(path, f"not a readable .npy file ({e})", offset=0) from e
+    except Exception as e:  # noqa: BLE001 - as in load_npy
+        raise EventFileError(path, f"not a readable .npy file ({type(e).__name__}: {e})", offset=0) from e
     return dtype.names is not None
 
 

@@ -28,18 +28,21 @@ TRAIN_DIR, TEST_DIR = "ibmGestureTrain", "ibmGestureTest"
 def read_tonic_gesture_npy(path: str | os.PathLike, sensor_size: SensorSize = DVS_GESTURE_SENSOR,
                            stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read one tonic DVS Gesture ``.npy`` sample; returns events sorted by time."""
+    from neuro_agmm.events.structured import load_npy
+
     path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EventFileError(path, f"not a readable .npy array ({e})") from e
+    arr = load_npy(path)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise EventFileError(path, f"expected an (N, 4) array of x, y, p, t_ms; got shape {arr.shape}")
     x, y, p = arr[:, 0], arr[:, 1], arr[:, 2]
     for name, col, hi in (("x", x, sensor_size.W), ("y", y, sensor_size.H), ("p", p, 2)):
         if col.size and (np.any(col != np.round(col)) or col.min() < 0 or col.max() >= hi):
             raise EventFileError(path, f"column {name} is not whole numbers in [0, {hi})")
-    t = np.round(arr[:, 3].astype(np.float64) * 1000.0).astype(np.int64)
+    t_ms = arr[:, 3].astype(np.float64)
+    if t_ms.size and (not np.all(np.isfinite(t_ms)) or t_ms.min() < 0 or t_ms.max() > 2.0 ** 52 / 1000):
+        i = int(np.argmax(~np.isfinite(t_ms) | (t_ms < 0) | (t_ms > 2.0 ** 52 / 1000)))
+        raise EventFileError(path, f"row {i}: t = {t_ms[i]!r} ms is not a finite, non-negative time")
+    t = np.round(t_ms * 1000.0).astype(np.int64)
     ev = sort_by_time(make_events(x, y, t, p))
     if stats is not None:
         stats.n_events += len(ev)

@@ -118,8 +118,14 @@ def check_events(events: np.ndarray, sensor_size: SensorSize, path: str | os.Pat
                                    f"{tuple(sensor_size)} (W, H, P)")
 
 
-def sort_by_time(events: np.ndarray) -> np.ndarray:
-    """Events ordered by ``t`` (stable, so same-time events keep file order)."""
-    if events.size < 2 or np.all(events["t"][1:] >= events["t"][:-1]):
+def sort_by_time(events: np.ndarray, stats: Optional["ReadStats"] = None) -> np.ndarray:
+    """Events ordered by ``t`` (stable, so same-time events keep file order); with ``stats``, the events that
+    came earlier in time than the one before them are counted in ``repaired["out_of_order"]``."""
+    if events.size < 2:
         return events
+    back = events["t"][1:] < events["t"][:-1]
+    if not back.any():
+        return events
+    if stats is not None:
+        stats.repair("out_of_order", int(back.sum()))
     return events[np.argsort(events["t"], kind="stable")]

@@ -1,0 +1,123 @@
+"""Fuzzing every reader and the artifact: any mutated byte string yields the data or one of the project's
+documented errors naming the file — never another exception, a hang or a crash. The campaign itself is
+``benchmarks/fuzz_readers.py`` (recorded in docs/fuzz.md); here a seeded share runs by default and a larger
+one in the slow group. Below it, regression tests for the cases a fuzz campaign found."""
+
+import importlib.util
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from neuro_agmm.artifact import ArtifactError, read_artifact, write_artifact
+from neuro_agmm.events import EventFileError, ReadStats, SensorSize, make_events, read_events
+from neuro_agmm.events.aedat4 import write_aedat4
+from neuro_agmm.events.h5npz import write_event_file
+from neuro_agmm.events.nmnist import encode_atis, read_nmnist
+from random_nets import random_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("fuzz_readers", ROOT / "benchmarks" / "fuzz_readers.py")
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+
+def test_seeded_fuzz_campaign_raises_only_documented_errors():
+    tally, failures = fuzz.campaign(per_format=20, seed=11)
+    assert len(tally) == 15 and sum(sum(c.values()) for c in tally.values()) == 300
+    assert failures == []
+    assert all(c["documented"] > 0 for c in tally.values())  # the mutations do reach the error paths
+
+
+@pytest.mark.slow
+def test_larger_fuzz_campaign():
+    tally, failures = fuzz.campaign(per_format=400, seed=1)
+    assert failures == [], failures[:10]
+
+
+def test_nmnist_events_come_back_sorted_and_counted(tmp_path):
+    ev = make_events([1, 2, 3], [1, 2, 3], [500, 100, 300], [1, 0, 1])  # out of order in the file
+    raw = bytearray()
+    for x, y, t, p in zip(ev["x"], ev["y"], ev["t"], ev["p"]):
+        raw += bytes([int(x), int(y), (int(p) << 7) | (int(t) >> 16), (int(t) >> 8) & 0xFF, int(t) & 0xFF])
+    (tmp_path / "a.bin").write_bytes(bytes(raw))
+    stats = ReadStats()
+    got, _ = read_nmnist(tmp_path / "a.bin", stats=stats)
+    assert got["t"].tolist() == [100, 300, 500] and stats.repaired == {"out_of_order": 1}
+    assert encode_atis(got)  # and it round-trips through the writer
+
+
+@pytest.mark.parametrize("column,value,match", [("x", 65539, "field 'x'"), ("p", 256, "field 'p'"),
+                                                ("t", np.inf, "field 't'"), ("t", -5, "field 't'"),
+                                                ("t", 2.0 ** 63, "field 't'")])
+def test_plain_event_files_refuse_values_instead_of_wrapping(tmp_path, column, value, match):
+    cols = {"x": np.array([1, 2], float), "y": np.array([1, 2], float), "t": np.array([10, 20], float),
+            "p": np.array([0, 1], float)}
+    cols[column][1] = value
+    np.savez(tmp_path / "e.npz", **cols)
+    with pytest.raises(EventFileError, match=match):
+        read_events(tmp_path / "e.npz")
+
+
+def test_declared_sizes_are_checked_before_allocation(tmp_path, monkeypatch):
+    import neuro_agmm.artifact.h5 as h5mod
+
+    with h5py.File(tmp_path / "big.h5", "w") as f:  # 300 M elements declared in a tiny chunked file
+        for k in ("x", "y", "t", "p"):
+            f.create_dataset(k, shape=(300_000_000,), dtype=np.int64, chunks=(1024,))
+    monkeypatch.setattr(h5mod, "MAX_READ_BYTES", 1 << 28)
+    with pytest.raises(EventFileError, match="read limit"):
+        read_events(tmp_path / "big.h5")
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.int64))
+    header["shape"] = (300_000_000,)
+    with open(tmp_path / "x.npy", "wb") as f:  # an .npy header promising 2.4 GB in a 100-byte file
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 16)
+    with pytest.raises(EventFileError, match="not a readable .npy"):
+        read_events(tmp_path / "x.npy")
+
+
+def test_lz4_bomb_and_table_inside_the_header_are_refused(tmp_path, monkeypatch):
+    import neuro_agmm.artifact.h5 as h5mod
+
+    ev = make_events(np.zeros(50_000, int), np.zeros(50_000, int), np.arange(50_000), np.zeros(50_000, int))
+    path = write_aedat4(tmp_path / "bomb.aedat4", ev, SensorSize(4, 4, 2), compression=1, packet_size=50_000)
+    monkeypatch.setattr(h5mod, "MAX_READ_BYTES", 100_000)  # the packet expands to 800 kB: over this limit
+    with pytest.raises(EventFileError, match="read limit"):
+        read_events(path)
+
+
+@pytest.mark.parametrize("where,key,value,match", [
+    ("bn", "eps", float("nan"), "eps"), ("layer", "leak", -1.0, "leak"), ("root", "time_steps", 0, "time_steps"),
+    ("layer", "stride", [1, 1, 1], "stride"), ("root", "input_scale", 0.0, "input_scale"),
+    ("layer", "weight_shape", [5, 3], "weight_shape")])
+def test_artifact_attributes_are_validated(tmp_path, where, key, value, match):
+    art = random_artifact(np.random.default_rng(0), hidden=(6,), bn=True)
+    path = write_artifact(art, tmp_path / "m.h5")
+    with h5py.File(path, "a") as f:
+        target = {"root": f, "layer": f["layers/0"], "bn": f["layers/0/bn"]}[where]
+        target.attrs[key] = value
+    with pytest.raises(ArtifactError, match=match):
+        read_artifact(path)
+
+
+def test_int8_codes_out_of_range_are_refused(tmp_path):
+    art = random_artifact(np.random.default_rng(1), hidden=(6,))
+    path = write_artifact(art, tmp_path / "m.h5")
+    with h5py.File(path, "a") as f:
+        w = f["layers/1/weight"][()].astype(np.int16)
+        w[0, 0] = 25400
+        del f["layers/1/weight"]
+        f["layers/1/weight"] = w
+    with pytest.raises(ArtifactError, match=r"\[-127, 127\]"):
+        read_artifact(path)
+
+
+def test_corrupt_hdf5_names_the_file(tmp_path):
+    path = write_event_file(tmp_path / "e.h5", make_events([1], [1], [1], [1]), SensorSize(4, 4, 2))
+    data = bytearray(path.read_bytes())
+    data[600:700] = b"\xff" * 100
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match="e.h5"):
+        read_events(path)
