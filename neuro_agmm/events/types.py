@@ -100,7 +100,8 @@ def empty_events() -> np.ndarray:
 
 
 def check_events(events: np.ndarray, sensor_size: SensorSize, path: str | os.PathLike = "<events>") -> None:
-    """Raise ``EventFileError`` if any event lies outside ``sensor_size`` (names the first one by index).
+    """Raise ``EventFileError`` if any event lies outside ``sensor_size`` or has a negative timestamp (names the
+    first one by index).
 
     Takes ``EVENT_DTYPE`` or any structured array with integer or bool fields x, y, p (tonic's arrays,
     ``p`` as bool included); values are compared as int64, never narrowed first.
@@ -109,6 +110,9 @@ def check_events(events: np.ndarray, sensor_size: SensorSize, path: str | os.Pat
     if not all(f in names and events.dtype[f].kind in "iub" for f in ("x", "y", "p")):
         raise ValueError(f"{path}: events must be a structured array with integer or bool fields x, y, p "
                          f"(e.g. {EVENT_DTYPE}), got {events.dtype}")
+    if "t" in names and events.size and np.min(events["t"]) < 0:
+        i = int(np.argmax(events["t"] < 0))
+        raise EventFileError(path, f"event {i} has a negative timestamp ({int(events['t'][i])} µs)")
     w, h, pol = sensor_size
     x, y, p = (events[f].astype(np.int64) for f in ("x", "y", "p"))
     bad = (x < 0) | (x >= w) | (y < 0) | (y >= h) | (p < 0) | (p >= max(pol, 2 if pol == 1 else pol))

@@ -291,5 +291,9 @@ def infer(model_path: str | os.PathLike, events_source: Optional[str | os.PathLi
         results = tqdm(results, total=n, desc=f"infer {backend}", unit="rec")
     results = list(results)
     elapsed = time.perf_counter() - t0
+    empty = [r.source for r in results if r.n_events == 0]
+    if empty:
+        notes.append(f"{len(empty)} recording(s) hold no events ({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}):"
+                     f" their prediction is the network's answer to silence")
     return InferResult(str(model_path), backend, window, step, streaming, results, notes, workers=workers,
                        elapsed_s=elapsed)

@@ -244,3 +244,11 @@ def test_long_gaps_cost_nothing_and_equal_stepping_through(digits_model, gap_us)
         slow = stream(EmulatorStepper(net), mapping, short, window, skip_idle=False)
         assert slow.n_steps == fast.n_steps and slow.readout_v == fast.readout_v
         assert slow.prediction == fast.prediction and slow.counts == fast.counts
+
+
+def test_an_empty_recording_is_reported(tmp_path, digits_model):
+    path, _, _ = digits_model
+    write_event_file(tmp_path / "empty.npz", make_events([], [], [], []), SensorSize(34, 34, 2))
+    res = infer(path, tmp_path / "empty.npz")
+    assert res.recordings[0].n_events == 0
+    assert any("hold no events" in n for n in res.notes)
