@@ -162,6 +162,9 @@ def _isolated(reader, target: Path) -> str:
 
 def campaign(per_format: int, seed: int, formats: list[str] | None = None) -> tuple[dict, list[str]]:
     """Tally ``{format: Counter(outcome)}`` and the failures (format, mutation index, exception)."""
+    import neuro_agmm.artifact.guard as guard
+
+    guard.READ_TIMEOUT_S = min(guard.READ_TIMEOUT_S, HANG_S / 2)  # the readers' own libhdf5 guard acts first
     rng = np.random.default_rng(seed)
     tally: dict[str, Counter] = {}
     failures: list[str] = []

@@ -104,6 +104,9 @@ def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optio
 
 def load_hardware(path: str | os.PathLike) -> HardwareSection:
     """Read and validate the ``/hardware`` group; raise ``ArtifactError`` naming what is missing or wrong."""
+    from neuro_agmm.artifact.guard import preflight
+
+    preflight(path, _load_hardware, ArtifactError)  # libhdf5 hanging or crashing on a damaged file -> an error
     try:
         return _load_hardware(path)
     except ArtifactError:

@@ -166,9 +166,11 @@ def import_netx(path: str | os.PathLike, input_max: int | None = None) -> Intege
     input is loaded as lava-dl does with ``input_message_bits > 0``. The last layer is the readout
     if its threshold is ``VTH_MAX``.
     """
+    from neuro_agmm.artifact.guard import preflight
     from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS
 
     path = Path(path)
+    preflight(path, lambda p: dict(h5py.File(p, "r").attrs), NetxRuleError)
     try:
         with h5py.File(path, "r") as f:
             in_max = int(input_max if input_max is not None else f.attrs.get("input_max", 1))

@@ -150,8 +150,10 @@ def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max
 
     Any failure reading the file (not HDF5, damaged, a dataset declaring more than the file holds) is a
     ``NetxRuleError`` naming the file."""
+    from neuro_agmm.artifact.guard import preflight
     from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
 
+    preflight(path, lambda p: _lava_dl_view(p, input_message_bits, input_max), NetxRuleError)
     try:
         return _lava_dl_view(Path(path), input_message_bits, input_max)
     except NetxRuleError:

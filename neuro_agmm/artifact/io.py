@@ -64,6 +64,9 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
 
 def read_artifact(path: str | os.PathLike) -> ModelArtifact:
     """Read and validate an artifact; raise ``ArtifactError`` naming the file and the bad field."""
+    from neuro_agmm.artifact.guard import preflight
+
+    preflight(path, _read_artifact, ArtifactError)  # libhdf5 hanging or crashing on a damaged file -> an error
     try:
         return _read_artifact(path)
     except ArtifactError:

@@ -125,6 +125,9 @@ def _quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, float]:
 
 def read_graph(path: str | os.PathLike) -> nir.NIRGraph:
     """``nir.read`` with its failures (not HDF5, not a NIR graph, a corrupt node) as ``NirImportError``."""
+    from neuro_agmm.artifact.guard import preflight
+
+    preflight(path, lambda p: nir.read(str(p)), NirImportError)
     try:
         return nir.read(str(path))
     except Exception as e:  # nir and h5py raise OSError, KeyError, TypeError, ValueError, ... for bad files

@@ -109,11 +109,24 @@ class _BoundedNpz:
         return self.z[key]
 
 
+def _read_h5(path: Path) -> None:
+    """The HDF5 reads of ``read_event_file`` (for the libhdf5 guard)."""
+    with h5py.File(path, "r") as f:
+        _columns(f, path)
+        if "sensor_size" in f:
+            _checked(f, "sensor_size", path)
+        dict(f.attrs)
+
+
 def read_event_file(path: str | os.PathLike, sensor_size: Optional[SensorSize] = None,
                     stats: Optional[ReadStats] = None) -> tuple[np.ndarray, SensorSize]:
     """Read a ``.npz`` or ``.h5/.hdf5`` event file; events sorted by time."""
     path = Path(path)
     stored = None
+    if path.suffix in (".h5", ".hdf5"):
+        from neuro_agmm.artifact.guard import preflight
+
+        preflight(path, lambda p: _read_h5(p), lambda msg: EventFileError(path, msg.split(": ", 1)[-1]))
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
