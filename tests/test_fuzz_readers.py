@@ -67,10 +67,15 @@ def test_declared_sizes_are_checked_before_allocation(tmp_path, monkeypatch):
 
     with h5py.File(tmp_path / "big.h5", "w") as f:  # 300 M elements declared in a tiny chunked file
         for k in ("x", "y", "t", "p"):
-            f.create_dataset(k, shape=(300_000_000,), dtype=np.int64, chunks=(1024,))
-    monkeypatch.setattr(h5mod, "MAX_READ_BYTES", 1 << 28)
-    with pytest.raises(EventFileError, match="read limit"):
+            f.create_dataset(k, shape=(300_000_000,), dtype=np.int32, chunks=(1024,))
+    with pytest.raises(EventFileError, match="unwritten chunks"):
         read_events(tmp_path / "big.h5")
+    with h5py.File(tmp_path / "zip.h5", "w") as f:  # honest compressed data, but over the read limit
+        for k in ("x", "y", "t", "p"):
+            f.create_dataset(k, data=np.zeros(4_000_000, np.int8), compression="gzip")
+    monkeypatch.setattr(h5mod, "MAX_READ_BYTES", 1 << 20)
+    with pytest.raises(EventFileError, match="read limit"):
+        read_events(tmp_path / "zip.h5")
     header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.int64))
     header["shape"] = (300_000_000,)
     with open(tmp_path / "x.npy", "wb") as f:  # an .npy header promising 2.4 GB in a 100-byte file

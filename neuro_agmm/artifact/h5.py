@@ -15,6 +15,7 @@ from neuro_agmm.artifact.schema import ArtifactError
 
 # The most any one dataset may expand to when read (bytes); NEURO_AGMM_MAX_READ_BYTES overrides it.
 MAX_READ_BYTES = int(os.environ.get("NEURO_AGMM_MAX_READ_BYTES", 2 << 30))
+MAX_EXPANSION = 1000  # a compressed dataset may expand at most this much (plus 1 MiB) when read
 # What h5py and NumPy raise on a corrupt file (damaged object headers, B-trees, filters, dtypes): turned
 # into the reader's documented error, naming the file, by ``corrupt``.
 CORRUPTION_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, IndexError, OverflowError,
@@ -35,6 +36,13 @@ def check_size(ds: h5py.Dataset, where: str, error=ArtifactError) -> None:
     file_bytes = os.path.getsize(ds.file.filename)
     if ds.chunks is None and ds.compression is None and nbytes > file_bytes:
         raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes, more than the whole file ({file_bytes})")
+    if ds.chunks is not None:  # chunked: what is stored bounds what reading may produce
+        stored = int(ds.id.get_storage_size())
+        limit = stored if ds.compression is None and not ds.fletcher32 and not ds.shuffle else \
+            MAX_EXPANSION * stored + (1 << 20)
+        if nbytes > limit:
+            raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes but stores {stored} "
+                        f"({'unwritten chunks' if ds.compression is None else 'over the expansion bound'})")
     if nbytes > MAX_READ_BYTES:
         raise error(f"{where}: dataset {ds.name} would expand to {nbytes} bytes, over the {MAX_READ_BYTES}-byte "
                     f"read limit (NEURO_AGMM_MAX_READ_BYTES)")

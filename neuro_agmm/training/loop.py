@@ -247,14 +247,20 @@ def train(cfg: TrainConfig, callbacks: Optional[list[Callback]] = None, resume: 
     """
     from contextlib import nullcontext
 
-    from neuro_agmm.training.run_dir import RunLock
+    from neuro_agmm.training.run_dir import RunLock, device_failure
 
     cfg.validate()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     writer = not cfg.distributed or int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes the run directory
     try:
         with RunLock(cfg.run_dir()) if writer else nullcontext():  # a second writer is refused (RunDirError)
-            return _train(cfg, callbacks, resume, split)
+            try:
+                return _train(cfg, callbacks, resume, split)
+            except (OSError, RuntimeError) as e:  # a full or read-only device: one line, checkpoint kept
+                clear = device_failure(cfg.run_dir(), e)
+                if clear is None:
+                    raise
+                raise clear from e
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 

@@ -56,6 +56,19 @@ class RunLock:
             self._fd = None
 
 
+FULL_DEVICE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def device_failure(run_dir: str | os.PathLike, e: BaseException) -> Optional[RunDirError]:
+    """A one-line ``RunDirError`` when ``e`` means the run directory's device cannot take writes (full, quota,
+    read-only, I/O error); None for anything else (e.g. a missing input file)."""
+    if isinstance(e, OSError) and e.errno in FULL_DEVICE:
+        return write_failure(getattr(e, "filename", None) or run_dir, e)
+    if isinstance(e, RuntimeError) and "error code: 28" in str(e):
+        return write_failure(run_dir, e)
+    return None
+
+
 def write_failure(path: str | os.PathLike, e: BaseException) -> Optional[RunDirError]:
     """A one-line ``RunDirError`` for an I/O failure while writing ``path`` (None if ``e`` is not one)."""
     err = e if isinstance(e, OSError) else None

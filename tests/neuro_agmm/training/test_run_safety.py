@@ -88,3 +88,14 @@ def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path):
     state = np.random.get_state()
     ckpt_mod.restore_rng(raw["rng"])
     np.random.set_state(state)
+
+
+def test_full_disk_on_any_run_file_is_one_clear_error(tmp_path, monkeypatch):
+    from neuro_agmm.training import loop
+
+    def full(path, obj):  # fault injection: the metrics file cannot be written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(loop, "_write_json", full)
+    with pytest.raises(RunDirError, match="no space left on the device"):
+        train(TrainConfig(**TINY, out=str(tmp_path / "run")))
