@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ]; then
   links=(); [ -d /opt/wheels ] && links=(--find-links /opt/wheels)
   pipi "${links[@]}" torch==2.13.0
   pipi -r requirements/lock.txt
-  pipi --no-deps norse==1.1.0 snntorch==1.0.0 tonic==1.7.0
+  pipi --no-deps norse==1.1.0 snntorch==1.0.0 tonic==1.7.0 mlxtend==0.25.0
   pipi --no-deps --ignore-requires-python lava-nc==0.10.0
   pipi --no-deps -e .
   rm -f .venv/.setup-*

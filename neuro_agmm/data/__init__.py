@@ -11,7 +11,7 @@ from pathlib import Path
 
 from neuro_agmm.data.split import DatasetSplit
 
-FRAME_DATASETS = ("digits", "cifar10", "cifar100")
+FRAME_DATASETS = ("digits", "mnist5k", "cifar10", "cifar100")
 EVENT_DATASETS = ("digits-dvs", "nmnist", "dvsgesture", "cifar10dvs")
 DATASETS = FRAME_DATASETS + EVENT_DATASETS
 
@@ -22,6 +22,9 @@ def load_dataset(name: str, root: str | Path = "datasets", time_steps: int = 4, 
     if name == "digits":
         from neuro_agmm.data.digits import load_digits_split
         return load_digits_split(time_steps=time_steps, encoding=encoding, seed=seed)
+    if name == "mnist5k":
+        from neuro_agmm.data.mnist5k import load_mnist5k_split
+        return load_mnist5k_split(root=root, time_steps=time_steps, encoding=encoding, seed=seed)
     if name in ("cifar10", "cifar100"):
         from neuro_agmm.data.cifar import load_cifar_split
         return load_cifar_split(name, root=root, time_steps=time_steps, encoding=encoding, seed=seed)

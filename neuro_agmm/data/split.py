@@ -8,6 +8,7 @@ network (as they are). No torch here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -27,6 +28,8 @@ class DatasetSplit:
     input_max: int  # largest integer input level that can occur
     encoding: str  # "direct", "rate", "events"
     meta: dict = field(default_factory=dict)
+    val_x: Optional[np.ndarray] = None  # a validation split, where the dataset defines one (mnist5k)
+    val_y: Optional[np.ndarray] = None
 
     @property
     def time_steps(self) -> int:
@@ -34,7 +37,10 @@ class DatasetSplit:
 
     def check(self) -> None:
         """Raise ``ValueError`` if shapes, dtypes or value ranges break the contract above."""
-        for part, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
+        parts = [("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)]
+        if self.val_x is not None:
+            parts.append(("val", self.val_x, self.val_y))
+        for part, x, y in parts:
             if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != tuple(self.input_shape):
                 raise ValueError(f"{self.name}/{part}: x shape {x.shape} != (N, T, *{self.input_shape})")
             if not np.issubdtype(x.dtype, np.integer):
