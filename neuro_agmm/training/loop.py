@@ -75,6 +75,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
+    binary_lr_scale: float = 1.0  # the latent binary weights' learning rate is lr * this (a step-size control)
     scheduler: str = "cosine"  # cosine annealing over the epochs, or none
     time_steps: int = 4
     encoding: str = "direct"
@@ -129,6 +130,8 @@ class TrainConfig:
                 raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if not (self.binary_lr_scale > 0 and math.isfinite(self.binary_lr_scale)):
+            raise ValueError(f"binary_lr_scale must be a positive finite number, got {self.binary_lr_scale}")
         if not 0.0 <= self.leak < 1.0:
             raise ValueError(f"leak must be in [0, 1), got {self.leak}")
         if not self.threshold > 0:
@@ -186,12 +189,29 @@ def _batch(x_int: np.ndarray, idx: np.ndarray, scale: float) -> torch.Tensor:
     return x.transpose(0, 1)
 
 
+def _param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict]:
+    """The latent binary weights in their own group (learning rate ``lr * binary_lr_scale``), the rest at ``lr``.
+
+    Why: a smaller step for the latent weights alone is the control any flip-reducing method must beat
+    (issue 12's step-size frontier); one group keeps checkpoints and schedulers as they were."""
+    from neuro_agmm.training.agmm import find_layers
+
+    binary = {id(mod.weight) for _, mod in find_layers(model, "binary")}
+    latent = [p for p in model.parameters() if id(p) in binary]
+    rest = [p for p in model.parameters() if id(p) not in binary]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if latent:
+        groups.append({"params": latent, "lr": cfg.lr * cfg.binary_lr_scale})
+    return groups
+
+
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = _param_groups(cfg, model)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def _default_callbacks(cfg: TrainConfig, user: list[Callback]) -> list[Callback]:
@@ -411,6 +431,9 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
              "train_acc": acc["correct"] / max(1, acc["n"]), "test_acc": test_acc, "test_loss": test_loss,
              "lr": lr, "seconds": acc["seconds"], "samples_per_s": acc["n"] / max(acc["seconds"], 1e-9)}
         m.update({f"test_rate/{k}": v for k, v in test_rates.items()})
+        if getattr(split, "val_x", None) is not None:  # the split for choices; test numbers only report
+            m["val_acc"], m["val_loss"], _ = evaluate(model, split.val_x, split.val_y, split.input_scale,
+                                                      cfg.eval_batch_size)
         for cb in cbs:
             for k, v in (cb.on_epoch_end(model, epoch) or {}).items():
                 m[k] = float(v)

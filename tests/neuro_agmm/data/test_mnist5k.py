@@ -57,4 +57,4 @@ def test_a_local_copy_is_preferred_and_trains(tmp_path):
     split = load_mnist5k_split(root=tmp_path, time_steps=2)
     res = train(TrainConfig(dataset="mnist5k", arch="mlp", hidden=[32], epochs=3, time_steps=2, batch_size=64,
                             progress=False, out=str(tmp_path / "run")), split=split)
-    assert res.final["test_acc"] > 0.5
+    assert res.final["test_acc"] > 0.5 and "val_acc" in res.final  # the validation split is evaluated too

@@ -269,3 +269,24 @@ def test_event_dataset_trains_and_exports(tmp_path):
     art = read_artifact(res.artifact_path)
     assert art.encoding == "events" and art.input_shape == (2, 34, 34) and art.layers[0].kind == "conv"
     assert res.summary["artifact_test_acc"] == pytest.approx(res.final["test_acc"])
+
+
+def test_binary_lr_scale_sets_the_latent_weights_own_step(tmp_path):
+    """``--binary-lr-scale`` puts the latent binary weights in their own optimizer group; smaller steps there
+    flip fewer signs (the control issue 12's frontier is made of). mnist5k-style validation metrics appear when
+    the split has a validation part."""
+    from neuro_agmm.training.loop import _make_optimizer
+    from neuro_agmm.training.agmm import find_layers
+    from neuro_agmm.training.models import ModelConfig, build_from_config
+
+    cfg = cfg_for(tmp_path, binary_lr_scale=0.25)
+    model = build_from_config(ModelConfig(arch="mlp", input_shape=(1, 8, 8), n_classes=10, hidden=(32, 32)))
+    opt = _make_optimizer(cfg, model)
+    latent = {id(m.weight) for _, m in find_layers(model, "binary")}
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["lr"] == pytest.approx(cfg.lr * 0.25)
+    assert {id(p) for p in opt.param_groups[1]["params"]} == latent and latent
+    small = train(cfg_for(tmp_path, "small", binary_lr_scale=0.1))
+    full = train(cfg_for(tmp_path, "full"))
+    assert small.final["flip_epoch/mean"] < full.final["flip_epoch/mean"]
+    with pytest.raises(ValueError, match="binary_lr_scale"):
+        cfg_for(tmp_path, binary_lr_scale=0.0).validate()
