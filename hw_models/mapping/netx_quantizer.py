@@ -30,7 +30,7 @@ from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.mapping.netx_rules import LIF_BIAS_MANT, NETX_BIAS_EXP
 from hw_models.mapping.quantizer import (READOUT_LIMIT, U_LIMIT, V_LIMIT, LayerQuant, QuantReport, _check_finite,
-                                         _drive_bounds, _per_neuron, _run_bound)
+                                         _drive_bounds, _per_neuron, _run_bound, quantize_layers)
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
 
 NETX_WEIGHT_LIMIT = 254  # optimize_weight_bits clips mixed-sign weights above 254
@@ -133,15 +133,4 @@ def quantize_for_netx(art: ModelArtifact, *, time_steps: Optional[int] = None) -
     if not art.layers:
         raise ValueError("artifact has no layers")
     t_bound = int(time_steps if time_steps is not None else art.time_steps)
-    layers, quants = [], []
-    for i, layer in enumerate(art.layers):
-        il, q = _quantize_layer(layer, i == 0, art.input_scale, int(art.input_max) if i == 0 else 1, t_bound)
-        layers.append(il)
-        quants.append(q)
-    net = IntegerNetwork(layers=layers, input_shape=tuple(int(x) for x in art.input_shape),
-                         input_max=int(art.input_max),
-                         meta={"max_time_steps": t_bound, "source": "hw_models.mapping.netx_quantizer",
-                               "dataset": str(art.provenance.get("dataset", "")),
-                               "input_scale": float(art.input_scale)})
-    net.validate()
-    return net, QuantReport(layers=quants, time_steps=t_bound, input_max=int(art.input_max))
+    return quantize_layers(art, t_bound, _quantize_layer, "hw_models.mapping.netx_quantizer")

@@ -336,17 +336,21 @@ def quantize(art: ModelArtifact, *, time_steps: Optional[int] = None) -> tuple[I
     for i, l in enumerate(art.layers[:-1]):
         if not l.spiking:
             raise ValueError(f"layer {l.name!r} (#{i}) is non-spiking but not the last layer")
+    return quantize_layers(art, t_bound, _quantize_layer, "hw_models.mapping.quantizer")
+
+
+def quantize_layers(art: ModelArtifact, t_bound: int, quantize_layer, source: str) -> tuple[IntegerNetwork, QuantReport]:
+    """Run ``quantize_layer(layer, first, input_scale, in_max, time_steps)`` over ``art``'s layers and assemble
+    the network and report (shared by this quantizer and ``netx_quantizer``)."""
     int_layers, quants = [], []
     for i, layer in enumerate(art.layers):
-        il, q = _quantize_layer(layer, first=(i == 0), input_scale=art.input_scale,
-                                in_max=int(art.input_max) if i == 0 else 1, time_steps=t_bound)
+        il, q = quantize_layer(layer, i == 0, art.input_scale, int(art.input_max) if i == 0 else 1, t_bound)
         int_layers.append(il)
         quants.append(q)
     net = IntegerNetwork(layers=int_layers, input_shape=tuple(int(x) for x in art.input_shape),
                          input_max=int(art.input_max),
-                         meta={"max_time_steps": t_bound, "source": "hw_models.mapping.quantizer",
+                         meta={"max_time_steps": t_bound, "source": source,
                                "dataset": str(art.provenance.get("dataset", "")),
                                "input_scale": float(art.input_scale)})
     net.validate()
-    report = QuantReport(layers=quants, time_steps=t_bound, input_max=int(art.input_max))
-    return net, report
+    return net, QuantReport(layers=quants, time_steps=t_bound, input_max=int(art.input_max))
