@@ -132,7 +132,6 @@ def _isolated(reader, target: Path) -> str:
     """``_outcome`` in a forked child under a timeout: libhdf5 can loop forever inside C on a damaged
     file (seen on a corrupt global heap), which no in-process guard can interrupt."""
     import os
-    import signal
 
     r, w = os.pipe()
     pid = os.fork()
@@ -145,15 +144,9 @@ def _isolated(reader, target: Path) -> str:
         os.write(w, msg.encode(errors="replace")[:4000])
         os._exit(0)
     os.close(w)
-    deadline = time.monotonic() + HANG_S
-    while time.monotonic() < deadline:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.002)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    from neuro_agmm.artifact.guard import wait_or_kill
+
+    if wait_or_kill(pid, HANG_S) is None:
         os.close(r)
         return f"hang (> {HANG_S:.0f} s)"
     with os.fdopen(r, "rb") as f:

@@ -34,7 +34,6 @@ import numpy as np
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.mapping.placer import Placement
 from hw_models.mapping.quantizer import QuantReport
-from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
 from neuro_agmm.artifact import (ArtifactError, atomic_write, check_format, open_h5, require_attr,
                                  require_dataset)
 
@@ -104,15 +103,9 @@ def save_hardware(path: str | os.PathLike, net: IntegerNetwork, placement: Optio
 
 def load_hardware(path: str | os.PathLike) -> HardwareSection:
     """Read and validate the ``/hardware`` group; raise ``ArtifactError`` naming what is missing or wrong."""
-    from neuro_agmm.artifact.guard import preflight
+    from neuro_agmm.artifact.guard import read_guarded
 
-    preflight(path, _load_hardware, ArtifactError)  # libhdf5 hanging or crashing on a damaged file -> an error
-    try:
-        return _load_hardware(path)
-    except ArtifactError:
-        raise
-    except CORRUPTION_ERRORS as e:  # h5py/NumPy on a damaged file: one documented error naming it
-        raise corrupt(path, e, ArtifactError) from e
+    return read_guarded(path, _load_hardware, ArtifactError)
 
 
 def _load_hardware(path: str | os.PathLike) -> HardwareSection:

@@ -144,22 +144,18 @@ def _neuron(g: h5py.Group, where: str, n_out: int, conv_shape: Optional[tuple[in
                 bias_exp=np.full(n_out, NETX_BIAS_EXP, np.int32))
 
 
-def lava_dl_view(path: str | os.PathLike, input_message_bits: int = 0, input_max: Optional[int] = None
-                 ) -> IntegerNetwork:
+def lava_dl_view(path: str | os.PathLike, input_message_bits: Optional[int] = 0, input_max: Optional[int] = None,
+                 guard: bool = True) -> IntegerNetwork:
     """The network lava-dl's ``netx.hdf5.Network(path, input_message_bits=...)`` would build, in our terms.
 
-    Any failure reading the file (not HDF5, damaged, a dataset declaring more than the file holds) is a
-    ``NetxRuleError`` naming the file."""
-    from neuro_agmm.artifact.guard import preflight
-    from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
+    ``input_message_bits=None``: as many as the file's graded input needs (what a user loading it should
+    pass). Any failure reading the file (not HDF5, damaged, a dataset declaring more than the file holds) is
+    a ``NetxRuleError`` naming the file; ``guard=False`` skips the forked libhdf5 preflight (for a file this
+    process has just written)."""
+    from neuro_agmm.artifact.guard import read_guarded
 
-    preflight(path, lambda p: _lava_dl_view(p, input_message_bits, input_max), NetxRuleError)
-    try:
-        return _lava_dl_view(Path(path), input_message_bits, input_max)
-    except NetxRuleError:
-        raise
-    except CORRUPTION_ERRORS as e:
-        raise corrupt(path, e, NetxRuleError) from e
+    read = lambda p: _lava_dl_view(Path(p), input_message_bits, input_max)  # noqa: E731
+    return read_guarded(path, read, NetxRuleError) if guard else read(path)
 
 
 def _read(g: h5py.Group, key: str, where: str) -> np.ndarray:
@@ -176,6 +172,8 @@ def _lava_dl_view(path: Path, input_message_bits: int, input_max: Optional[int])
         if "layer" not in f:
             raise NetxRuleError(f"{path}: not a netx file (no group 'layer')")
         in_max = int(input_max if input_max is not None else f.attrs.get("input_max", 1))
+        if input_message_bits is None:
+            input_message_bits = in_max.bit_length() if in_max > 1 else 0
         if in_max > 1 and input_message_bits == 0:
             raise NetxRuleError(f"{path}: the input is graded (values up to {in_max}) but lava-dl casts input "
                                 f"spikes to bool unless Network(..., input_message_bits > 0); load it with "

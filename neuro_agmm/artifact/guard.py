@@ -16,7 +16,9 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, TypeVar
+
+T = TypeVar("T")
 
 READ_TIMEOUT_S = float(os.environ.get("NEURO_AGMM_READ_TIMEOUT_S", 60))
 _PASSED: set[tuple] = set()
@@ -41,18 +43,38 @@ def preflight(path: str | os.PathLike, read: Callable[[Path], object], error: ty
         except BaseException:  # noqa: BLE001 - the parent's own read reports it
             pass
         os._exit(0)
-    deadline = time.monotonic() + READ_TIMEOUT_S
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.001)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    status = wait_or_kill(pid, READ_TIMEOUT_S)
+    if status is None:
         raise error(f"{path}: reading it hangs inside libhdf5 (a damaged HDF5 file); stopped after "
                     f"{READ_TIMEOUT_S:.0f} s")
     if os.WIFSIGNALED(status):
         raise error(f"{path}: libhdf5 crashed reading it (signal {os.WTERMSIG(status)}): a damaged HDF5 file")
     _PASSED.add(key)
+
+
+def wait_or_kill(pid: int, timeout: float) -> Optional[int]:
+    """The wait status of child ``pid``, or None after killing it when it is still running at ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def read_guarded(path: str | os.PathLike, read: Callable[[Path], T], error: type[Exception]) -> T:
+    """``read(path)`` for an HDF5 reader: ``preflight`` first, then h5py/NumPy corruption errors as ``error``
+    naming the file (``error`` itself passes through)."""
+    from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, corrupt
+
+    path = Path(path)
+    preflight(path, read, error)
+    try:
+        return read(path)
+    except error:
+        raise
+    except CORRUPTION_ERRORS as e:  # h5py/NumPy on a damaged file: one documented error naming it
+        raise corrupt(path, e, error) from e

@@ -12,7 +12,7 @@ import numpy as np
 
 from neuro_agmm.artifact.encoding import InputEncoding, encoding_for_v1
 from neuro_agmm.artifact.files import atomic_write
-from neuro_agmm.artifact.h5 import CORRUPTION_ERRORS, check_format, corrupt, open_h5, require_attr, require_dataset
+from neuro_agmm.artifact.h5 import check_format, open_h5, require_attr, require_dataset
 from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, ArtifactError, BatchNormSpec,
                                         LayerSpec, ModelArtifact)
 
@@ -64,15 +64,9 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
 
 def read_artifact(path: str | os.PathLike) -> ModelArtifact:
     """Read and validate an artifact; raise ``ArtifactError`` naming the file and the bad field."""
-    from neuro_agmm.artifact.guard import preflight
+    from neuro_agmm.artifact.guard import read_guarded
 
-    preflight(path, _read_artifact, ArtifactError)  # libhdf5 hanging or crashing on a damaged file -> an error
-    try:
-        return _read_artifact(path)
-    except ArtifactError:
-        raise
-    except CORRUPTION_ERRORS as e:  # h5py/NumPy on a damaged file: one documented error naming it
-        raise corrupt(path, e, ArtifactError) from e
+    return read_guarded(path, _read_artifact, ArtifactError)
 
 
 def _ints(value, where: str, key: str, n: int | None = None, lo: int = 0, hi: int = 1 << 31) -> tuple[int, ...]:
