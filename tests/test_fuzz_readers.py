@@ -189,3 +189,15 @@ def test_a_reader_that_crashes_its_process_gives_a_documented_error(tmp_path):
     (tmp_path / "f.h5").write_bytes(b"x")
     with pytest.raises(ArtifactError, match="crashed reading it"):
         preflight(tmp_path / "f.h5", lambda p: os.kill(os.getpid(), signal.SIGSEGV), ArtifactError)
+
+
+def test_a_cifar_pickle_with_a_huge_memo_index_is_read_at_once():
+    """A fuzz-found batch whose LONG_BINPUT names memo slot 941,472,508: the C unpickler sizes its memo by it
+    and stalls for minutes; ours reads it (or refuses it) without that allocation."""
+    from neuro_agmm.data.cifar import CifarFormatError, read_batch
+
+    try:
+        x, y = read_batch(ROOT / "tests" / "data" / "cifar_huge_memo_index.pickle")
+        assert x.shape[1:] == (3, 32, 32)
+    except CifarFormatError as e:
+        assert "cifar_huge_memo_index.pickle" in str(e)

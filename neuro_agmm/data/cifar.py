@@ -48,9 +48,11 @@ ALLOWED_GLOBALS = {("_codecs", "encode"), ("numpy.core.multiarray", "_reconstruc
                    ("numpy._core.multiarray", "scalar")}
 
 
-class _CifarUnpickler(pickle.Unpickler):
+class _CifarUnpickler(pickle._Unpickler):
     """Unpickles only the documented CIFAR containers: a pickle that names any other global (a class or
-    function it would call) is refused before anything is called."""
+    function it would call) is refused before anything is called. Built on the pure-Python unpickler,
+    whose memo is a dict: the C one sizes its memo array by the largest index a ``LONG_BINPUT`` names, so
+    one corrupt index (e.g. 941,472,508) allocates gigabytes and stalls the reader."""
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
