@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--momentum", type=float, help="SGD momentum")
     ap.add_argument("--binary-lr-scale", type=float,
                     help="learning-rate factor for the latent binary weights only (default 1; a step-size control)")
+    ap.add_argument("--binary-optimizer", choices=("same", "sgd"),
+                    help="the latent binary weights' optimizer: same (as --optimizer) | sgd (SGD with --momentum; "
+                         "the rest keeps --optimizer) (default same)")
+    ap.add_argument("--binary-lr", type=float, help="the latent binary weights' base learning rate (default --lr)")
     ap.add_argument("--scheduler", help="cosine | none (default cosine)")
     ap.add_argument("--time-steps", "-T", type=int, help=f"SNN time steps (default {d.time_steps})")
     ap.add_argument("--encoding", help="direct | rate for frame datasets (default direct)")

@@ -28,7 +28,11 @@ selectable ``where``:
 * ``"output"``  per-step factor on the gradient of the layer output (a gradient gate placed
   after the binary layer, so upstream layers are modulated too);
 * ``"layer"``   one factor per layer, ``mean_t m_t``, multiplied onto ``weight.grad`` after
-  ``backward`` (cheapest; no per-step weighting).
+  ``backward`` (cheapest; no per-step weighting);
+* ``"forward"`` not a gradient factor: the literal forward gate of ``neuro_agmm.training.forward_gate``
+  (``α[t]·σ(k(E(x[t]) − c))`` times the batch-normed current, learnable α, k, c), built into the
+  model by the trainer; this callback then only logs the gates (``agmm/gate/<layer>``, ``agmm/k/…``,
+  ``agmm/c/…``). Changes the forward pass, so the export folds it first (see that module).
 
 Variants aimed at fewer flips / lower gradient variance (``docs/agmm_variants_flips.md``;
 all off by default, selectable, and still gradient-only)::
@@ -62,7 +66,7 @@ import torch
 
 from neuro_agmm.training.callbacks import Callback
 
-WHERE = ("weight", "output", "layer")
+WHERE = ("weight", "output", "layer", "forward")
 ALPHA = ("exp", "const", "linear")
 
 
@@ -211,6 +215,7 @@ class AGMM(Callback):
             raise TypeError("give either an AGMMConfig or keyword arguments, not both")
         self.config = config or AGMMConfig(**kwargs)
         self._layers: list[_LayerState] = []
+        self._gates: list[tuple[str, torch.nn.Module]] = []  # where="forward": the model's gated blocks
         self._handles: list[Any] = []
         self._total_steps = 1
         self.global_step = 0
@@ -222,6 +227,13 @@ class AGMM(Callback):
     # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, model: torch.nn.Module, total_epochs: int, steps_per_epoch: int) -> None:
         self.remove()
+        if self.config.where == "forward":
+            from neuro_agmm.training.forward_gate import gated_blocks
+            self._gates = gated_blocks(model)
+            if not self._gates:
+                raise ValueError("AGMM where='forward': the model has no forward gates (build it with "
+                                 "ModelConfig.forward_gate, as the trainer does for --agmm-where forward)")
+            return
         self._total_steps = max(1, int(total_epochs) * int(steps_per_epoch))
         self._handles.append(model.register_forward_pre_hook(self._root_hook))
         for name, mod in find_layers(model, self.config.layers):
@@ -274,6 +286,12 @@ class AGMM(Callback):
     def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> dict[str, float]:
         self._sync_running()
         out: dict[str, float] = {}
+        for name, block in self._gates:
+            g = block.gate
+            mean = g.take_mean()  # over this epoch's training batches and the evaluation after it
+            if mean is not None:
+                out[f"agmm/gate/{name}"] = mean
+            out[f"agmm/k/{name}"], out[f"agmm/c/{name}"] = float(g.k.detach()), float(g.c.detach())
         for st in self._layers:
             if st.n_m:
                 out[f"agmm/m/{st.name}"] = st.sum_m / st.n_m

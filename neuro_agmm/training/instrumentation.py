@@ -17,8 +17,24 @@ Definitions (per binary layer, sign taken as ``w >= 0`` → +1, else −1):
   absolute value and variance over the layer's latent-weight gradient elements, read
   after ``after_backward`` (i.e. after AGMM's modulation when AGMM is registered before
   this callback), averaged over the epoch's updates; ``/mean`` aggregates over layers;
+  These two are the spread *across a layer's weights within one batch* — not what the flip
+  argument is about; the per-weight statistics below are;
+* per-weight statistics across the epoch's minibatches (``n`` updates, gradient ``g_b`` of
+  weight ``i`` in update ``b``, latent weight ``w``):
+  ``gtoward/<layer>`` = mean_i (1/n) Σ_b g_b,i · sign(w_i) — the mean gradient *signed toward
+  zero* (positive: the descent step ``−η g`` moves the weight toward a flip);
+  ``gmean_abs/<layer>`` = mean_i |(1/n) Σ_b g_b,i|; ``gvar/<layer>`` = mean_i of the variance of
+  ``g_b,i`` over b; ``gsnr/<layer>`` = mean_i |mean_b g_b,i| / std_b g_b,i (signal-to-noise);
+* ``dw/<layer>``: E|Δw| — mean absolute change of a latent weight per update;
+  ``pw0/<layer>``: density of latent weights at 0 at the epoch end,
+  #{|w| < h} / (2h · n) with ``h = PW0_BAND · mean|w|``; ``flip_pred/<layer>`` = ½ · pw0 · dw,
+  the flips per update a weight density flat near 0 predicts (a random-walk step of E|Δw|
+  crosses 0 from within E|Δw|/2 on average);
 * ``rate/<layer>``: firing rate of each spiking layer from ``model.activity`` (mean over
-  the epoch's training batches); ``rate/mean``.
+  the epoch's training batches); ``rate/mean``;
+* ``synops/<block>``: synaptic operations per sample and inference of each spiking block on
+  the training batches, ``T · density(input) · prod(out_shape) · fan_in`` (exact for dense
+  layers; for convolutions it counts every kernel tap, padding borders included).
 
 Leaves out: per-weight histories (memory), and anything about non-binary layers.
 """
@@ -38,8 +54,29 @@ from neuro_agmm.artifact import atomic_write
 from neuro_agmm.training.callbacks import Callback
 
 
+PW0_BAND = 0.05  # half-width of the band around 0 used for the weight density p_w(0), in units of mean|w|
+
+
 def _signs(w: torch.Tensor) -> torch.Tensor:
     return w.detach() >= 0
+
+
+def weight_density_at_zero(w: torch.Tensor, band: float = PW0_BAND) -> float:
+    """``p_w(0)``: the fraction of weights with ``|w| < h``, per unit of ``w``, ``h = band · mean|w|``."""
+    a = w.detach().abs().double()
+    h = float(band * a.mean())
+    return float((a < h).double().mean()) / (2 * h) if h > 0 else float("inf")
+
+
+def block_synops(block: torch.nn.Module) -> Optional[float]:
+    """Synaptic operations per sample of one forward of a spiking block, from its ``last_input``."""
+    x = getattr(block, "last_input", None)
+    w = getattr(getattr(block, "synapse", None), "weight", None)
+    if x is None or w is None:
+        return None
+    fan_in = w[0].numel()
+    t = x.shape[0]
+    return t * float(x.float().mean()) * float(np.prod(block.out_shape)) * fan_in
 
 
 class InstrumentationCallback(Callback):
@@ -74,6 +111,9 @@ class InstrumentationCallback(Callback):
         self._n_grads = 0
         self._rates: dict[str, float] = {}
         self._n_rates = 0
+        self._pw: dict[str, dict[str, torch.Tensor]] = {}  # per-weight sums over updates: g, g², g·sign(w)
+        self._dw: dict[str, float] = {}
+        self._synops: dict[str, float] = {}
 
     def on_fit_start(self, model: torch.nn.Module, total_epochs: int, steps_per_epoch: int) -> None:
         self._mods = list(find_layers(model, self.layers))
@@ -87,11 +127,15 @@ class InstrumentationCallback(Callback):
         rec: dict[str, float] = {}
         have = False
         for name, mod in self._mods:
-            self._before[name] = _signs(mod.weight).clone()
+            self._before[name] = mod.weight.detach().clone()
             g = mod.weight.grad
             if g is None:
                 continue
             g = g.detach().double()
+            sums = self._pw.setdefault(name, {k: torch.zeros_like(g) for k in ("g", "g2", "gt")})
+            sums["g"] += g
+            sums["g2"] += g * g
+            sums["gt"] += g * torch.where(mod.weight.detach() >= 0, 1.0, -1.0).double()
             s = [float(g.mean()), float(g.abs().mean()), float(g.var(unbiased=False))]
             acc = self._gsum.setdefault(name, [0.0, 0.0, 0.0])
             for i in range(3):
@@ -107,6 +151,11 @@ class InstrumentationCallback(Callback):
             for k, v in act.items():
                 self._rates[k] = self._rates.get(k, 0.0) + float(v)
             self._n_rates += 1
+        if hasattr(model, "spiking_blocks"):
+            for bname, block in model.spiking_blocks():
+                so = block_synops(block)
+                if so is not None:
+                    self._synops[bname] = self._synops.get(bname, 0.0) + so
 
     def after_optimizer_step(self, model: torch.nn.Module, epoch: int, step: int) -> None:
         rec = getattr(self, "_pending_rec", {})
@@ -114,7 +163,8 @@ class InstrumentationCallback(Callback):
             before = self._before.get(name)
             if before is None:
                 continue
-            r = float((_signs(mod.weight) != before).float().mean())
+            r = float((_signs(mod.weight) != (before >= 0)).float().mean())
+            self._dw[name] = self._dw.get(name, 0.0) + float((mod.weight.detach() - before).abs().mean())
             self._flips[name] = self._flips.get(name, 0.0) + r
             if self.per_step:
                 rec[f"flip/{name}"] = r
@@ -153,10 +203,41 @@ class InstrumentationCallback(Callback):
             for k, v in self._rates.items():
                 out[f"rate/{k}"] = v / self._n_rates
             out["rate/mean"] = float(np.mean([v / self._n_rates for v in self._rates.values()]))
+            for k, v in self._synops.items():
+                out[f"synops/{k}"] = v / self._n_rates
+        out.update(self._per_weight_stats())
         if self.per_step and self.step_log_path is not None:
             lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.step_records)
             atomic_write(self.step_log_path, lambda p: p.write_text(lines))
         self._reset_acc()
+        return out
+
+    def _per_weight_stats(self) -> dict[str, float]:
+        """The per-weight gradient statistics, E|Δw|, p_w(0) and the flip prediction of this epoch."""
+        out: dict[str, float] = {}
+        n, mods = self._n_grads, dict(self._mods)
+        for name, sums in self._pw.items():
+            if not n:
+                break
+            mean = sums["g"] / n
+            var = (sums["g2"] / n - mean * mean).clamp_min(0.0)
+            out[f"gtoward/{name}"] = float((sums["gt"] / n).mean())
+            out[f"gmean_abs/{name}"] = float(mean.abs().mean())
+            out[f"gvar/{name}"] = float(var.mean())
+            sd = var.sqrt()
+            ok = sd > 0
+            out[f"gsnr/{name}"] = float((mean.abs()[ok] / sd[ok]).mean()) if bool(ok.any()) else float("nan")
+        for name, mod in self._mods:
+            pw0 = weight_density_at_zero(mod.weight)
+            out[f"pw0/{name}"] = pw0
+            if self._n_updates and name in self._dw:
+                out[f"dw/{name}"] = self._dw[name] / self._n_updates
+                out[f"flip_pred/{name}"] = 0.5 * pw0 * out[f"dw/{name}"]
+        sizes = {nm: m.weight.numel() for nm, m in mods.items()}
+        for key in ("gtoward", "gmean_abs", "gvar", "gsnr", "pw0", "dw", "flip_pred"):
+            have = [nm for nm in sizes if f"{key}/{nm}" in out]
+            if have:
+                out[f"{key}/mean"] = sum(out[f"{key}/{nm}"] * sizes[nm] for nm in have) / sum(sizes[nm] for nm in have)
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -164,7 +245,9 @@ class InstrumentationCallback(Callback):
         return {"epoch_ref": {n: t.clone() for n, t in self._epoch_ref.items()},
                 "acc": {"flips": dict(self._flips), "n_updates": self._n_updates,
                         "gsum": {k: list(v) for k, v in self._gsum.items()}, "n_grads": self._n_grads,
-                        "rates": dict(self._rates), "n_rates": self._n_rates},
+                        "rates": dict(self._rates), "n_rates": self._n_rates,
+                        "pw": {k: {kk: t.clone() for kk, t in v.items()} for k, v in self._pw.items()},
+                        "dw": dict(self._dw), "synops": dict(self._synops)},
                 "step_records": list(self.step_records)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -180,6 +263,9 @@ class InstrumentationCallback(Callback):
         self._flips, self._n_updates = dict(acc["flips"]), int(acc["n_updates"])
         self._gsum, self._n_grads = {k: list(v) for k, v in acc["gsum"].items()}, int(acc["n_grads"])
         self._rates, self._n_rates = dict(acc["rates"]), int(acc["n_rates"])
+        self._pw = {k: {kk: torch.as_tensor(t).double().clone() for kk, t in v.items()}
+                    for k, v in acc.get("pw", {}).items()}
+        self._dw, self._synops = dict(acc.get("dw", {})), dict(acc.get("synops", {}))
 
 
 # --- flips from saved files -------------------------------------------------------------------

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from neuro_agmm.artifact import ArtifactError, atomic_write
 from neuro_agmm.training.callbacks import Callback
+from neuro_agmm.training.optim import make_optimizer
 from neuro_agmm.training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, capture_rng, load_checkpoint, \
     restore_rng, save_checkpoint
 
@@ -75,7 +76,9 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    binary_lr_scale: float = 1.0  # the latent binary weights' learning rate is lr * this (a step-size control)
+    binary_lr_scale: float = 1.0  # the latent binary weights' learning rate is (binary_lr or lr) * this
+    binary_optimizer: str = "same"  # "same" (optimizer above) | "sgd" (SGD + momentum for the latent weights only)
+    binary_lr: Optional[float] = None  # the latent weights' base learning rate (None: lr)
     scheduler: str = "cosine"  # cosine annealing over the epochs, or none
     time_steps: int = 4
     encoding: str = "direct"
@@ -130,8 +133,13 @@ class TrainConfig:
                 raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
-        if not (self.binary_lr_scale > 0 and math.isfinite(self.binary_lr_scale)):
-            raise ValueError(f"binary_lr_scale must be a positive finite number, got {self.binary_lr_scale}")
+        for k in ("binary_lr_scale", "binary_lr"):
+            v = getattr(self, k)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{k} must be a positive finite number, got {v}")
+        from neuro_agmm.training.optim import BINARY_OPTIMIZERS
+        if self.binary_optimizer not in BINARY_OPTIMIZERS:
+            raise ValueError(f"binary_optimizer={self.binary_optimizer!r} is not one of {', '.join(BINARY_OPTIMIZERS)}")
         if not 0.0 <= self.leak < 1.0:
             raise ValueError(f"leak must be in [0, 1), got {self.leak}")
         if not self.threshold > 0:
@@ -189,29 +197,15 @@ def _batch(x_int: np.ndarray, idx: np.ndarray, scale: float) -> torch.Tensor:
     return x.transpose(0, 1)
 
 
-def _param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict]:
-    """The latent binary weights in their own group (learning rate ``lr * binary_lr_scale``), the rest at ``lr``.
+def _forward_gate(cfg: TrainConfig) -> Optional[dict]:
+    """``ModelConfig.forward_gate`` for ``--method agmm --agmm-where forward``, else None."""
+    from neuro_agmm.training.agmm import config_from
+    from neuro_agmm.training.forward_gate import gate_config
 
-    Why: a smaller step for the latent weights alone is the control any flip-reducing method must beat
-    (issue 12's step-size frontier); one group keeps checkpoints and schedulers as they were."""
-    from neuro_agmm.training.agmm import find_layers
-
-    binary = {id(mod.weight) for _, mod in find_layers(model, "binary")}
-    latent = [p for p in model.parameters() if id(p) in binary]
-    rest = [p for p in model.parameters() if id(p) not in binary]
-    groups = [{"params": rest, "lr": cfg.lr}]
-    if latent:
-        groups.append({"params": latent, "lr": cfg.lr * cfg.binary_lr_scale})
-    return groups
-
-
-def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(cfg, model)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.method != "agmm":
+        return None
+    a = config_from(cfg)
+    return gate_config(cfg.time_steps, a.gamma, a.k, a.c) if a.where == "forward" else None
 
 
 def _default_callbacks(cfg: TrainConfig, user: list[Callback]) -> list[Callback]:
@@ -253,6 +247,25 @@ def _steps(n: int, batch_size: int) -> int:
     """Batches per epoch; a last batch of a single sample is dropped (batch norm needs 2)."""
     full, rest = divmod(n, batch_size)
     return full + (1 if rest >= 2 else 0)
+
+
+def _fold_gates(model: torch.nn.Module, cfg: TrainConfig, train_x: np.ndarray, scale: float,
+                test: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Fold AGMM's forward gates (if any) into batch norm before export; the accuracy before and after."""
+    from neuro_agmm.training.forward_gate import FOLD_BATCHES, fold_forward_gates, gated_blocks
+
+    if not gated_blocks(model):
+        return {}
+    gated_acc = evaluate(model, *test, scale, cfg.eval_batch_size)[0]
+    order = np.random.default_rng([cfg.seed, 0]).permutation(len(train_x))
+    batches = [_batch(train_x, order[i * cfg.batch_size:(i + 1) * cfg.batch_size], scale)
+               for i in range(min(FOLD_BATCHES, _steps(len(train_x), cfg.batch_size)))]
+    factors = fold_forward_gates(model, batches)
+    folded_acc = evaluate(model, *test, scale, cfg.eval_batch_size)[0]
+    print(f"forward gate folded into batch norm ({len(batches)} training batches): test {gated_acc:.4f} gated -> "
+          f"{folded_acc:.4f} folded", file=sys.stderr, flush=True)
+    return {"factors": factors, "fold_batches": len(batches), "gated_test_acc": gated_acc,
+            "folded_test_acc": folded_acc, "fold_cost": gated_acc - folded_acc}
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -319,11 +332,11 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
     mcfg = ModelConfig(arch=cfg.arch, input_shape=tuple(split.input_shape), n_classes=split.n_classes,
                        precision="fp" if cfg.method == "fp" else "binary", first_last=cfg.first_last, leak=cfg.leak,
                        threshold=cfg.threshold, batch_norm=cfg.batch_norm, surrogate=cfg.surrogate,
-                       hidden=tuple(cfg.hidden) if cfg.hidden else None, width=cfg.width)
+                       hidden=tuple(cfg.hidden) if cfg.hidden else None, width=cfg.width,
+                       forward_gate=_forward_gate(cfg))
     model = build_from_config(mcfg)
     D.broadcast_parameters(model, env)
-    opt = _make_optimizer(cfg, model)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.scheduler == "cosine" else None
+    opt, sched = make_optimizer(cfg, model)
     cbs = _default_callbacks(cfg, callbacks or [])
 
     n_train = len(train_y)
@@ -458,6 +471,11 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
                      "train_seconds": sum(m["seconds"] for m in metrics),
                      "wall_seconds_this_process": time.perf_counter() - t_fit,
                      "n_parameters": sum(p.numel() for p in model.parameters())}
+    gate = _fold_gates(model, cfg, train_x, split.input_scale, (test_x, test_y))
+    if gate:
+        summary["forward_gate"] = gate
+        final = dict(final, test_acc=gate["folded_test_acc"])
+        summary["final"] = final
     try:
         art = export_artifact(model, split, cfg, final, art_path)
         summary["artifact"] = str(art_path)

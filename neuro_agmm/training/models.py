@@ -56,6 +56,7 @@ class ModelConfig:
     alpha: float = 100.0
     hidden: Optional[tuple[int, ...]] = None  # mlp hidden sizes (default (256, 256))
     width: float = 1.0  # channel multiplier for convnet / vgg11 / resnet19
+    forward_gate: Optional[dict] = None  # AGMM's forward gate on binary blocks (neuro_agmm.training.forward_gate)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,6 +89,7 @@ class SpikingBlock(nn.Module):
         c = out_shape[0]
         self.bn = (nn.BatchNorm2d(c) if synapse.kind == "conv" else nn.BatchNorm1d(c)) if batch_norm else None
         self.lif = lif
+        self.gate: Optional[nn.Module] = None  # AGMM's forward gate (forward_gate.ForwardGate), after batch norm
         self.last_input: Optional[torch.Tensor] = None
         self.rate: float = 0.0
 
@@ -98,7 +100,8 @@ class SpikingBlock(nn.Module):
         i = self.synapse(flat)
         if self.bn is not None:
             i = self.bn(i)
-        return i.reshape(t, b, *self.out_shape)
+        i = i.reshape(t, b, *self.out_shape)
+        return self.gate(i, x) if self.gate is not None else i
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.last_input = x.detach()
@@ -107,6 +110,11 @@ class SpikingBlock(nn.Module):
         return s
 
     def layer_spec(self, name: str) -> LayerSpec:
+        if self.gate is not None:
+            raise NotImplementedError(
+                f"layer {name!r} has AGMM's forward gate, a per-sample, per-step gain the integer cores cannot "
+                "express; freeze it to one constant per layer first (neuro_agmm.training.forward_gate."
+                "fold_forward_gates, which the trainer runs and reports)")
         w, scale, bias, precision = self.synapse.export_weight()
         bn = None
         if self.bn is not None:
@@ -329,4 +337,8 @@ def build_from_config(config: ModelConfig) -> BSNN:
     if config.arch not in _BUILDERS:
         raise ValueError(f"unknown arch {config.arch!r}; choose from {', '.join(ARCHS)}")
     lif = LIFConfig(leak=config.leak, threshold=config.threshold, surrogate=config.surrogate, alpha=config.alpha)
-    return _BUILDERS[config.arch](config, lif, _layer_precisions(config))
+    model = _BUILDERS[config.arch](config, lif, _layer_precisions(config))
+    if config.forward_gate:
+        from neuro_agmm.training.forward_gate import install_forward_gates
+        install_forward_gates(model, config.forward_gate)
+    return model

@@ -212,3 +212,89 @@ def test_mid_epoch_resume_gives_the_same_epoch_metrics():
     steps(net, cb2, opt, rng, 2)
     assert cb2.on_epoch_end(net, 0) == pytest.approx(full)
     assert full["flip/mean"] > 0
+
+
+def _drive(cb, net, grads_a, lr, epoch=0, start=0):
+    """Feed hand-made gradients to layer a (b gets none) and take plain SGD steps of ``lr``."""
+    for step, g in enumerate(grads_a, start):
+        net.a.weight.grad = torch.as_tensor(g, dtype=torch.float32).reshape(net.a.weight.shape)
+        net.b.weight.grad = None
+        cb.after_backward(net, epoch, step)
+        with torch.no_grad():
+            net.a.weight -= lr * net.a.weight.grad
+        cb.after_optimizer_step(net, epoch, step)
+
+
+def test_per_weight_gradient_statistics_match_their_definitions():
+    """gtoward / gmean_abs / gvar / gsnr are statistics of each weight across minibatches (not the spread of
+    one batch across weights), dw is E|Δw| and pw0 the density at 0; all recomputed here with NumPy."""
+    rng = np.random.default_rng(3)
+    net = Net()
+    w0 = rng.normal(0, 0.1, 20)
+    _set(net.a, w0)
+    _set(net.b, rng.normal(0, 0.1, 30))
+    grads = [rng.normal(0.01, 0.02, 20) for _ in range(6)]
+    lr = 0.5
+    cb = InstrumentationCallback()
+    cb.on_fit_start(net, 1, 6)
+    _drive(cb, net, grads, lr)
+    out = cb.on_epoch_end(net, 0)
+
+    g = np.asarray(grads, dtype=np.float32).astype(np.float64)
+    w, signs = np.asarray(w0, dtype=np.float32), []
+    for gb in g:  # the sign of w at each update, as the descent moves it
+        signs.append(np.where(w >= 0, 1.0, -1.0))
+        w = (w - np.float32(lr) * gb.astype(np.float32)).astype(np.float32)
+    mean, var = g.mean(0), g.var(0)
+    assert out["gtoward/a"] == pytest.approx(float((g * np.asarray(signs)).mean()), rel=1e-9)
+    assert out["gmean_abs/a"] == pytest.approx(float(np.abs(mean).mean()), rel=1e-9)
+    assert out["gvar/a"] == pytest.approx(float(var.mean()), rel=1e-6)
+    assert out["gsnr/a"] == pytest.approx(float((np.abs(mean) / np.sqrt(var)).mean()), rel=1e-6)
+    assert out["dw/a"] == pytest.approx(float(np.abs(lr * g).mean()), rel=1e-5)
+    a = np.abs(w)
+    h = 0.05 * a.mean()
+    assert out["pw0/a"] == pytest.approx(float((a < h).mean() / (2 * h)), rel=1e-5)
+    assert out["flip_pred/a"] == pytest.approx(0.5 * out["pw0/a"] * out["dw/a"])
+    assert "gvar/b" not in out and "pw0/b" in out  # b got no gradients; its density is still reported
+
+
+def test_per_weight_statistics_survive_a_mid_epoch_resume():
+    rng = np.random.default_rng(4)
+    grads = [rng.normal(0, 0.02, 20) for _ in range(6)]
+    results = []
+    for split in (None, 3):
+        net = Net()
+        _set(net.a, np.linspace(-0.1, 0.1, 20))
+        cb = InstrumentationCallback()
+        cb.on_fit_start(net, 1, 6)
+        if split is None:
+            _drive(cb, net, grads, 0.3)
+        else:
+            _drive(cb, net, grads[:split], 0.3)
+            state = cb.state_dict()
+            cb = InstrumentationCallback()
+            cb.load_state_dict(state)
+            cb.on_fit_start(net, 1, 6)
+            _drive(cb, net, grads[split:], 0.3, start=split)
+        results.append(cb.on_epoch_end(net, 0))
+    for k in ("gtoward/a", "gvar/a", "gsnr/a", "dw/a", "flip/a"):
+        assert results[0][k] == pytest.approx(results[1][k], rel=1e-12)
+
+
+def test_synops_count_input_spikes_times_fan_out_in_a_real_model():
+    """synops/<block> of a dense spiking block = Σ input spikes × out_features / batch, over all T steps."""
+    from neuro_agmm.training.models import ModelConfig, build_from_config
+
+    torch.manual_seed(0)
+    model = build_from_config(ModelConfig(arch="mlp", input_shape=(1, 8, 8), n_classes=10, hidden=(32, 16)))
+    x = (torch.rand(3, 5, 1, 8, 8) < 0.3).float()
+    cb = InstrumentationCallback()
+    cb.on_fit_start(model, 1, 1)
+    model(x).sum().backward()
+    cb.after_backward(model, 0, 0)
+    cb.after_optimizer_step(model, 0, 0)
+    out = cb.on_epoch_end(model, 0)
+    blocks = dict(model.spiking_blocks())
+    s1 = blocks["stages.fc2"].last_input  # fc1's spikes
+    assert out["synops/stages.fc2"] == pytest.approx(float(s1.sum()) * 16 / 5, rel=1e-6) and float(s1.sum()) > 0
+    assert out["synops/stages.fc1"] == pytest.approx(float(x.sum()) * 32 / 5, rel=1e-6)

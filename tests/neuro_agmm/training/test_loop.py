@@ -275,13 +275,13 @@ def test_binary_lr_scale_sets_the_latent_weights_own_step(tmp_path):
     """``--binary-lr-scale`` puts the latent binary weights in their own optimizer group; smaller steps there
     flip fewer signs (the control issue 12's frontier is made of). mnist5k-style validation metrics appear when
     the split has a validation part."""
-    from neuro_agmm.training.loop import _make_optimizer
+    from neuro_agmm.training.optim import make_optimizer
     from neuro_agmm.training.agmm import find_layers
     from neuro_agmm.training.models import ModelConfig, build_from_config
 
     cfg = cfg_for(tmp_path, binary_lr_scale=0.25)
     model = build_from_config(ModelConfig(arch="mlp", input_shape=(1, 8, 8), n_classes=10, hidden=(32, 32)))
-    opt = _make_optimizer(cfg, model)
+    opt, _ = make_optimizer(cfg, model)
     latent = {id(m.weight) for _, m in find_layers(model, "binary")}
     assert len(opt.param_groups) == 2 and opt.param_groups[1]["lr"] == pytest.approx(cfg.lr * 0.25)
     assert {id(p) for p in opt.param_groups[1]["params"]} == latent and latent
@@ -290,3 +290,35 @@ def test_binary_lr_scale_sets_the_latent_weights_own_step(tmp_path):
     assert small.final["flip_epoch/mean"] < full.final["flip_epoch/mean"]
     with pytest.raises(ValueError, match="binary_lr_scale"):
         cfg_for(tmp_path, binary_lr_scale=0.0).validate()
+
+
+def test_binary_optimizer_sgd_steps_latent_weights_by_sgd_and_resumes_exactly(tmp_path):
+    """``--binary-optimizer sgd``: the latent weights alone move by SGD with momentum (their update is
+    ``lr * (momentum buffer)``, checked against the gradient), the rest by Adam; both states are in the
+    checkpoint, so a resume ends with the same weights as an uninterrupted run."""
+    from neuro_agmm.training.optim import SplitOptimizer, make_optimizer
+    from neuro_agmm.training.agmm import find_layers
+    from neuro_agmm.training.models import ModelConfig, build_from_config
+
+    cfg = cfg_for(tmp_path, binary_optimizer="sgd", binary_lr=0.5, momentum=0.0)
+    model = build_from_config(ModelConfig(arch="mlp", input_shape=(1, 8, 8), n_classes=10, hidden=(32, 32)))
+    opt, sched = make_optimizer(cfg, model)
+    assert isinstance(opt, SplitOptimizer) and isinstance(opt.parts["binary"], torch.optim.SGD)
+    assert isinstance(opt.parts["rest"], torch.optim.Adam)
+    (name, layer), = find_layers(model, "binary")
+    x = torch.rand(4, 8, 1, 8, 8)
+    model(x).sum().backward()
+    w0, g = layer.weight.detach().clone(), layer.weight.grad.clone()
+    opt.step()
+    assert torch.allclose(layer.weight.detach(), w0 - 0.5 * g, atol=1e-7)  # plain SGD step at binary_lr
+
+    # kill -9 after global step 7 (mid-epoch), resume: the same weights as the uninterrupted run
+    kill = {**KILL, "binary_optimizer": "sgd", "binary_lr": 5.0}
+    ref = train(TrainConfig(**{**kill, "out": str(tmp_path / "ref")}))
+    out = tmp_path / "killed"
+    p = _run_cli(_cli_args(kill, out), env_extra={"NEURO_AGMM_SIGKILL_AFTER_STEP": "7"})
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert set(load_checkpoint(out).optimizer["parts"]) == {"rest", "binary"}
+    assert main(["--resume", str(out), "--no-progress"]) == 0
+    assert weight_bytes(out / "model.h5") == weight_bytes(ref.artifact_path)
+    assert ref.final["flip/mean"] > 0
