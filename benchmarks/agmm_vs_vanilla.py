@@ -20,7 +20,7 @@ adaptivity / annealing) against vanilla on fewer seeds and epochs; it writes
 
 Usage::
 
-    .venv/bin/python benchmarks/agmm_vs_vanilla.py                 # 5 seeds x 3 methods, digits, writes docs/results.md
+    .venv/bin/python benchmarks/agmm_vs_vanilla.py                 # 5 seeds x 3 methods, digits, writes docs/agmm_vs_vanilla.md
     .venv/bin/python benchmarks/agmm_vs_vanilla.py --sweep --seed0 0 --seeds 3 --epochs 15
                                                                   # variant comparison -> docs/agmm_variants.md
     .venv/bin/python benchmarks/agmm_vs_vanilla.py --dataset digits-dvs --doc docs/results_dvs.md
@@ -276,7 +276,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--target2", type=float, default=0.97, help="a second, harder target accuracy")
     ap.add_argument("--runs", default="runs/bench", help="folder for the run directories")
     ap.add_argument("--doc", default=None,
-                    help="markdown output (default docs/results.md; sweep: docs/agmm_variants.md)")
+                    help="markdown output (default docs/agmm_vs_vanilla.md; sweep: docs/agmm_variants.md)")
     ap.add_argument("--fig", default=None, help="PNG of the curves (default docs/agmm_curves.png; sweep: none)")
     ap.add_argument("--sweep", action="store_true", help="compare AGMM variants instead (fewer seeds by default)")
     ap.add_argument("--methods", nargs="+", default=["fp", "vanilla", "agmm"])
@@ -348,7 +348,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "Variant names: where / α schedule / normalised or raw factor / adaptive or fixed centre "
                 "(see neuro_agmm/training/agmm.py). Mean ± std over seeds.\n")
     else:
-        doc = Path(a.doc or "docs/results.md")
+        doc = Path(a.doc or "docs/agmm_vs_vanilla.md")
         fig = Path(a.fig or "docs/agmm_curves.png")
         plot_runs(curves, fig, title=f"{a.dataset} {a.arch} T={a.time_steps}: mean ± std over {a.seeds} seeds")
         parts = [f"# AGMM (our reconstruction) vs vanilla BSNN vs full-precision SNN — {a.dataset}\n",

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from neuro_agmm.data.digits import encode_levels
-from neuro_agmm.data.split import DatasetSplit
+from neuro_agmm.data.split import DatasetSplit, stratified_pick
 
 FILE = "mnist_5k.csv.gz"
 SPLIT_SEED = 0
@@ -66,11 +66,6 @@ def read_mnist5k(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return pixels.astype(np.uint8).reshape(-1, 28, 28), labels
 
 
-def _stratified(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    picks = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(10)]
-    return np.sort(np.concatenate(picks))
-
-
 def load_mnist5k_split(root: str | os.PathLike = "datasets", time_steps: int = 4, encoding: str = "direct",
                        seed: int = 0, path: Optional[str | os.PathLike] = None) -> DatasetSplit:
     """The fixed 3500 / 500 / 1000 train / validation / test split (see the module docstring)."""
@@ -78,9 +73,9 @@ def load_mnist5k_split(root: str | os.PathLike = "datasets", time_steps: int = 4
     images, y = read_mnist5k(src)
     levels = np.round(images.astype(np.float64) * LEVELS / 255.0).astype(np.uint8)[:, None]
     split_rng = np.random.default_rng(SPLIT_SEED)
-    test = _stratified(y, TEST_PER_CLASS, split_rng)
+    test = stratified_pick(y, TEST_PER_CLASS, split_rng)
     rest = np.setdiff1d(np.arange(len(y)), test)
-    val = rest[_stratified(y[rest], VAL_PER_CLASS, split_rng)]
+    val = rest[stratified_pick(y[rest], VAL_PER_CLASS, split_rng)]
     train = np.setdiff1d(rest, val)
     rng = np.random.default_rng(seed)
     parts = {name: encode_levels(levels[idx], time_steps, encoding, LEVELS, rng) for name, idx in

@@ -52,8 +52,10 @@ reduce flips. So the default stays ``k = +2`` without ``renorm``/``brake``.
 
 Everything acts on gradients only: forward values are bit-identical with and without AGMM,
 so the exported artifact is the same pure BSNN (nothing to fold). A learnable ``k``/``c``
-is *not* offered on purpose: since the forward pass does not depend on them, the loss has
-zero gradient with respect to them. Left out: the paper's exact equations and constants.
+is *not* offered for them on purpose: since the forward pass does not depend on them, the loss
+has zero gradient with respect to them. The one variant that changes the forward pass, and so
+learns its ``α``, ``k``, ``c``, is ``where="forward"`` (``forward_gate``). Left out: the paper's
+exact equations and constants.
 """
 
 from __future__ import annotations
