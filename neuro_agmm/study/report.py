@@ -136,8 +136,9 @@ def dataset_section(name: str, entry: dict, fig_dir: Optional[Path], fig_prefix:
     for arm, recs in arms.items():
         cells = [_ms([r[k] for r in recs.values()], f) for _, k, f in COLUMNS]
         lines.append(f"| {arm} | {len(recs)} | " + " | ".join(cells) + " |")
-    lines += ["", "κ = flips per update / (½ · p_w(0) · E|Δw|): how well the weight density near zero and the step "
-                  "size predict the flips (1 = exactly).", ""]
+    lines += ["", "κ = flips per update / (p_w(0) · E|Δw|), the random-walk prediction (weights within E|Δw| of 0 "
+                  "flip when they step toward it): 1 = steps near zero are blind to the sign; the issue's "
+                  "½ · p_w(0) · E|Δw| convention gives 2κ. " + flip_model_line(entry["test"]), ""]
     lines += ["### AGMM variants against vanilla's step-size frontier", "",
               "| variant | flips vs vanilla | accuracy above frontier (points) | p_t | p_W | firing rate below "
               "frontier | p_t | verdict |", "|---|---|---|---|---|---|---|---|"]
@@ -228,33 +229,66 @@ def frontier_figure(name: str, arms: dict[str, dict[int, dict]], path: Path) -> 
     return path
 
 
+CURVE_ROWS = [  # (record curve, y label, log scale)
+    ("flip_curve", "sign flips per update", True), ("flip_epoch", "net flips, epoch to epoch", True),
+    ("pw0", "p_w(0) (density at 0)", False), ("dw", "E|Δw| per update", True),
+    ("gtoward", "gradient toward 0", False), ("gsnr", "gradient SNR", False),
+]
+
+
+def _curve(r: dict, key: str) -> list[float]:
+    return r["flip_curve"] if key == "flip_curve" else r.get("curves", {}).get(key, [])
+
+
 def flip_curves_figure(study: dict, path: Path) -> Path:
-    """Flips per update against epoch, one panel per dataset, shared axes."""
+    """Per-epoch curves (rows: flips per update, net flips, p_w(0), E|Δw|, gradient toward 0, SNR), one column
+    per dataset, every row on shared axes across datasets; mean over test seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ds = list(study["datasets"])
-    fig, axes = plt.subplots(1, len(ds), figsize=(4.5 * len(ds), 3.8), sharey=True, squeeze=False)
-    for ax, d in zip(axes[0], ds):
+    rows = [r for r in CURVE_ROWS if any(_curve(x, r[0]) for d in ds for x in study["datasets"][d]["test"])]
+    fig, axes = plt.subplots(len(rows), len(ds), figsize=(4.5 * len(ds), 2.8 * len(rows)), sharey="row",
+                             sharex="col", squeeze=False)
+    for j, d in enumerate(ds):
         arms = by_arm(study["datasets"][d]["test"])
-        for arm in ["vanilla@x0.25", "vanilla@x0.5", "vanilla", "vanilla@x2", *AGMM_VARIANTS]:
-            recs = list(arms.get(arm, {}).values())
-            if not recs:
-                continue
-            c = np.nanmean(np.asarray([r["flip_curve"] for r in recs]), axis=0)
-            ax.plot(np.arange(1, len(c) + 1), c, "--" if arm.startswith("vanilla") else "-", label=arm)
-        ax.set_yscale("log")
-        ax.set_title(d)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("sign flips per update")
+        for i, (key, label, log) in enumerate(rows):
+            ax = axes[i][j]
+            for arm in ["vanilla@x0.25", "vanilla@x0.5", "vanilla", "vanilla@x2", *AGMM_VARIANTS]:
+                curves = [c for c in (_curve(r, key) for r in arms.get(arm, {}).values()) if c]
+                if not curves:
+                    continue
+                c = np.nanmean(np.asarray(curves, dtype=float), axis=0)
+                ax.plot(np.arange(1, len(c) + 1), c, "--" if arm.startswith("vanilla") else "-", label=arm)
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(d)
+            if j == 0:
+                ax.set_ylabel(label)
+            if i == len(rows) - 1:
+                ax.set_xlabel("epoch")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def flip_model_line(records: list[dict]) -> str:
+    """How well p_w(0)·E|Δw| predicts the flips across every binary run of a dataset."""
+    pts = [(r["flips"], r["flip_pred"]) for r in records
+           if r.get("flip_pred") and math.isfinite(r["flips"]) and math.isfinite(r["flip_pred"])]
+    if len(pts) < 3:
+        return ""
+    f, p = np.asarray(pts).T
+    r = float(np.corrcoef(f, p)[0, 1])
+    k = f / p
+    return (f"Flip model across all {len(pts)} binary test runs: flips per update = κ · p_w(0) · E|Δw| with "
+            f"κ median {np.median(k):.2f} (range {k.min():.2f}–{k.max():.2f}), correlation r = {r:.3f}.")
 
 
 def render(study: dict, fig_dir: Optional[Path], command: str, fig_prefix: str = "") -> tuple[str, dict]:

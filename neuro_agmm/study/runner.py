@@ -63,6 +63,7 @@ def record(metrics: list[dict], summary: dict) -> dict[str, Any]:
     }
     for key in ("flip", "gtoward", "gmean_abs", "gvar", "gsnr", "pw0", "dw", "flip_pred"):
         rec[key if key != "flip" else "flips"] = _nanmean(curve(f"{key}/mean"))
+    rec["curves"] = {k: curve(f"{k}/mean") for k in ("flip_epoch", "pw0", "dw", "gtoward", "gvar", "gsnr", "rate")}
     rec["val_auc"] = _nanmean(rec["val_curve"])
     rec["train_auc"] = _nanmean(curve("train_acc"))  # training mode (batch statistics): no running-stat lag
     return rec

@@ -27,9 +27,10 @@ Definitions (per binary layer, sign taken as ``w >= 0`` → +1, else −1):
   ``g_b,i`` over b; ``gsnr/<layer>`` = mean_i |mean_b g_b,i| / std_b g_b,i (signal-to-noise);
 * ``dw/<layer>``: E|Δw| — mean absolute change of a latent weight per update;
   ``pw0/<layer>``: density of latent weights at 0 at the epoch end,
-  #{|w| < h} / (2h · n) with ``h = PW0_BAND · mean|w|``; ``flip_pred/<layer>`` = ½ · pw0 · dw,
-  the flips per update a weight density flat near 0 predicts (a random-walk step of E|Δw|
-  crosses 0 from within E|Δw|/2 on average);
+  #{|w| < h} / (2h · n) with ``h = PW0_BAND · mean|w|``; ``flip_pred/<layer>`` = pw0 · dw,
+  the flips per update of a random walk over a density flat near 0: the weights within E|Δw|
+  of zero (mass 2 · p_w(0) · E|Δw|) flip when they step toward it (probability ½). A ratio
+  flips / flip_pred above 1 means steps near zero point toward zero more often than not;
 * ``rate/<layer>``: firing rate of each spiking layer from ``model.activity`` (mean over
   the epoch's training batches); ``rate/mean``;
 * ``synops/<block>``: synaptic operations per sample and inference of each spiking block on
@@ -232,7 +233,7 @@ class InstrumentationCallback(Callback):
             out[f"pw0/{name}"] = pw0
             if self._n_updates and name in self._dw:
                 out[f"dw/{name}"] = self._dw[name] / self._n_updates
-                out[f"flip_pred/{name}"] = 0.5 * pw0 * out[f"dw/{name}"]
+                out[f"flip_pred/{name}"] = pw0 * out[f"dw/{name}"]
         sizes = {nm: m.weight.numel() for nm, m in mods.items()}
         for key in ("gtoward", "gmean_abs", "gvar", "gsnr", "pw0", "dw", "flip_pred"):
             have = [nm for nm in sizes if f"{key}/{nm}" in out]

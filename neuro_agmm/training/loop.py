@@ -98,6 +98,7 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N training samples (0: all); smoke tests
     limit_test: int = 0
     eval_batch_size: int = 256
+    bn_recalibrate: int = 8  # batches to re-estimate batch-norm running statistics on before each evaluation (0: off)
     # AGMM knobs, read by neuro_agmm.agmm.config_from (None: AGMM's default)
     agmm_where: Optional[str] = None
     agmm_alpha: Optional[str] = None
@@ -128,7 +129,7 @@ class TrainConfig:
         for k in ("epochs", "batch_size", "time_steps", "threads", "eval_batch_size"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("checkpoint_every", "limit_train", "limit_test"):
+        for k in ("checkpoint_every", "limit_train", "limit_test", "bn_recalibrate"):
             if int(getattr(self, k)) < 0:
                 raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -266,6 +267,43 @@ def _fold_gates(model: torch.nn.Module, cfg: TrainConfig, train_x: np.ndarray, s
           f"{folded_acc:.4f} folded", file=sys.stderr, flush=True)
     return {"factors": factors, "fold_batches": len(batches), "gated_test_acc": gated_acc,
             "folded_test_acc": folded_acc, "fold_cost": gated_acc - folded_acc}
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: torch.nn.Module, batches: list[torch.Tensor]) -> int:
+    """Re-estimate every batch norm's running statistics as the plain average over ``batches`` with the
+    current weights (training-mode forward, no gradients); returns the number of batch norms reset.
+
+    Why: running statistics are an exponential average over an epoch in which the binary weights kept
+    flipping, so they lag the weights the network ends with, and the eval-mode (deployed) network can be
+    at chance while training-mode accuracy is high. Parameters, the optimizer and every RNG are untouched.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    if not bns or not batches:
+        return 0
+    was = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: every batch counts the same
+    model.train()
+    for x in batches:
+        model(x)
+    for bn, mom in zip(bns, saved):
+        bn.momentum = mom
+    model.train(was)
+    return len(bns)
+
+
+def _recalibration_batches(cfg: TrainConfig, train_x: np.ndarray, idx_pool: np.ndarray, scale: float,
+                           epoch: int, batch_size: int) -> list[torch.Tensor]:
+    """``cfg.bn_recalibrate`` training batches of this rank's samples, drawn by their own seeded generator."""
+    if cfg.bn_recalibrate <= 0 or len(idx_pool) < 2:
+        return []
+    order = np.random.default_rng([cfg.seed, 0xB7, epoch]).permutation(idx_pool)
+    n = min(cfg.bn_recalibrate, max(1, len(order) // batch_size))
+    return [_batch(train_x, order[i * batch_size:(i + 1) * batch_size], scale) for i in range(n)]
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -437,6 +475,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
         if sched is not None:
             sched.step()
         acc["seconds"] += time.perf_counter() - t0
+        recalibrate_batch_norm(model, _recalibration_batches(cfg, train_x, order, split.input_scale, epoch, local_bs))
         D.sync_buffers(model, env)
         global_acc()
         test_acc, test_loss, test_rates = evaluate(model, test_x, test_y, split.input_scale, cfg.eval_batch_size)

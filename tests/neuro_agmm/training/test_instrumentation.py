@@ -254,7 +254,7 @@ def test_per_weight_gradient_statistics_match_their_definitions():
     a = np.abs(w)
     h = 0.05 * a.mean()
     assert out["pw0/a"] == pytest.approx(float((a < h).mean() / (2 * h)), rel=1e-5)
-    assert out["flip_pred/a"] == pytest.approx(0.5 * out["pw0/a"] * out["dw/a"])
+    assert out["flip_pred/a"] == pytest.approx(out["pw0/a"] * out["dw/a"])
     assert "gvar/b" not in out and "pw0/b" in out  # b got no gradients; its density is still reported
 
 
