@@ -18,7 +18,7 @@ from neuro_agmm.training.agmm import AGMMConfig
 from neuro_agmm.training.checkpoint import CheckpointError, load_checkpoint
 from neuro_agmm.training.loop import METHODS, TrainConfig, TrainingDiverged, train
 
-AGMM_HELP = {"where": "weight | output | layer", "alpha": "α[t] schedule: exp | const | linear",
+AGMM_HELP = {"where": "weight | output | layer | forward (the forward gate)", "alpha": "α[t] schedule: exp | const | linear",
              "gamma": "decay of the exp schedule", "k": "sigmoid slope", "c": "sigmoid centre (adaptive off)",
              "adaptive": "centre/spread from running statistics", "momentum": "EMA momentum of those statistics",
              "normalize": "normalise the factors to ~1", "anneal": "a(p) = 1 - anneal * progress",
@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "metrics, checkpoints, model.h5 and summary.json into the run directory.",
                     ["python -m neuro_agmm.train --dataset digits --method agmm --epochs 40 --out runs/digits-agmm",
                      "python -m neuro_agmm.train --resume runs/digits-agmm",
-                     "torchrun --standalone --nproc_per_node 2 -m neuro_agmm.train --distributed --dataset digits"])
+                     "torchrun --standalone --nproc_per_node 2 -m neuro_agmm.train --distributed --dataset digits",
+                     "torchrun --standalone --nproc_per_node 8 -m neuro_agmm.train --distributed --device cuda "
+                     "--dataset cifar10 --arch vgg11 --loader-workers 4 --augment crop-flip"])
     ap.error = lambda message: ap.exit(2, f"{ap.prog}: error: {message} (see --help)\n")  # one line, no usage dump
     d = TrainConfig()
     ap.add_argument("--config", metavar="FILE.json", help="JSON file of TrainConfig fields; flags override it")
@@ -77,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="flip/gradient instrumentation of binary layers (default on)")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction,
                     help="tqdm progress bar (default: on when stderr is a terminal; the per-epoch line is always printed)")
+    ap.add_argument("--device", help="cpu | cuda | cuda:N | auto (CUDA when present) (default auto)")
+    ap.add_argument("--loader-workers", type=int, metavar="N",
+                    help="DataLoader worker processes building training batches (default 0: in this process; "
+                         "the batches are the same either way)")
+    ap.add_argument("--augment", choices=("none", "crop-flip"),
+                    help="training augmentation for image-shaped inputs: random pad-and-crop + horizontal flip")
+    ap.add_argument("--bn-recalibrate", type=int, metavar="BATCHES",
+                    help="re-estimate batch-norm running statistics on this many training batches before every "
+                         "evaluation and the export (default 8; 0: off)")
     ap.add_argument("--limit-train", type=int, help="use only the first N training samples")
     ap.add_argument("--limit-test", type=int, help="use only the first N test samples")
     ap.add_argument("--eval-batch-size", type=int)

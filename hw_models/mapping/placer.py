@@ -262,6 +262,12 @@ def _place_layer(li: int, layer: IntLayer, chip: ChipSpec, first_core: int, cap:
     return cores
 
 
+def place_layer(layer: IntLayer, chip: ChipSpec | str = "loihi1") -> list[CoreAssignment]:
+    """The cores one layer alone needs on ``chip`` (the per-layer rule of ``place``, fan-out not checked)."""
+    chip = get_chip(chip) if isinstance(chip, str) else chip
+    return _place_layer(0, layer, chip, 0, chip.core.max_neurons)
+
+
 def _fan_out(src_cores: list[CoreAssignment], dst: IntLayer, dst_cores: list[CoreAssignment]) -> None:
     """Fill ``fan_out_axons`` of ``src_cores``: per source neuron, the number of ``dst`` cores it reaches."""
     if dst.kind == "dense":

@@ -377,9 +377,9 @@ class AGMM(Callback):
             centre, spread = st.run_mean, math.sqrt(st.run_var) + 1e-3
         else:
             centre, spread = cfg.c, 1.0
-        key = (cfg.alpha, T, cfg.gamma)
+        key = (cfg.alpha, T, cfg.gamma, stats.device)
         if self._alpha_cache is None or self._alpha_cache[0] != key:
-            self._alpha_cache = (key, alpha_schedule(cfg.alpha, T, cfg.gamma))
+            self._alpha_cache = (key, alpha_schedule(cfg.alpha, T, cfg.gamma).to(stats.device))
         alpha_all = self._alpha_cache[1]
         alpha = alpha_all[t0:t0 + stats.numel()]
         progress = min(1.0, self.global_step / self._total_steps)

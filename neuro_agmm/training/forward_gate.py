@@ -102,8 +102,9 @@ def fold_forward_gates(model: nn.Module, batches: Iterable[torch.Tensor]) -> dic
     for _, b in gated:
         b.gate.take_mean()
     n = 0
+    device = next(model.parameters()).device
     for x in batches:
-        model(x)
+        model(x.to(device))
         n += 1
     model.train(was)
     if n == 0:

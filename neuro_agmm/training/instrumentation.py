@@ -123,6 +123,10 @@ class InstrumentationCallback(Callback):
         self._reset_acc()
         self._apply_restored()  # a resumed run continues the interrupted epoch's sums
         self._restored_acc = None
+        if self._mods:  # restored states come from the CPU; the sums live where the weights do
+            dev = self._mods[0][1].weight.device
+            self._epoch_ref = {n: t.to(dev) for n, t in self._epoch_ref.items()}
+            self._pw = {k: {kk: t.to(dev) for kk, t in v.items()} for k, v in self._pw.items()}
 
     def after_backward(self, model: torch.nn.Module, epoch: int, step: int) -> None:
         rec: dict[str, float] = {}
@@ -243,11 +247,11 @@ class InstrumentationCallback(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch-start signs and the running sums of the current epoch (a mid-epoch resume continues exactly)."""
-        return {"epoch_ref": {n: t.clone() for n, t in self._epoch_ref.items()},
+        return {"epoch_ref": {n: t.cpu().clone() for n, t in self._epoch_ref.items()},
                 "acc": {"flips": dict(self._flips), "n_updates": self._n_updates,
                         "gsum": {k: list(v) for k, v in self._gsum.items()}, "n_grads": self._n_grads,
                         "rates": dict(self._rates), "n_rates": self._n_rates,
-                        "pw": {k: {kk: t.clone() for kk, t in v.items()} for k, v in self._pw.items()},
+                        "pw": {k: {kk: t.cpu().clone() for kk, t in v.items()} for k, v in self._pw.items()},
                         "dw": dict(self._dw), "synops": dict(self._synops)},
                 "step_records": list(self.step_records)}
 

@@ -98,6 +98,9 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N training samples (0: all); smoke tests
     limit_test: int = 0
     eval_batch_size: int = 256
+    device: str = "auto"  # cpu | cuda | cuda:N | auto (CUDA when present); see neuro_agmm.training.device
+    loader_workers: int = 0  # DataLoader worker processes for training batches (0: built in this process)
+    augment: str = "none"  # none | crop-flip (image-shaped inputs; see neuro_agmm.training.batches)
     bn_recalibrate: int = 8  # batches to re-estimate batch-norm running statistics on before each evaluation (0: off)
     # AGMM knobs, read by neuro_agmm.agmm.config_from (None: AGMM's default)
     agmm_where: Optional[str] = None
@@ -129,7 +132,7 @@ class TrainConfig:
         for k in ("epochs", "batch_size", "time_steps", "threads", "eval_batch_size"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("checkpoint_every", "limit_train", "limit_test", "bn_recalibrate"):
+        for k in ("checkpoint_every", "limit_train", "limit_test", "bn_recalibrate", "loader_workers"):
             if int(getattr(self, k)) < 0:
                 raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -138,7 +141,12 @@ class TrainConfig:
             v = getattr(self, k)
             if v is not None and not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{k} must be a positive finite number, got {v}")
+        from neuro_agmm.training.batches import AUGMENTS
         from neuro_agmm.training.optim import BINARY_OPTIMIZERS
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment={self.augment!r} is not one of {', '.join(AUGMENTS)}")
+        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
+            raise ValueError(f"device={self.device!r} is not one of cpu, cuda, cuda:N, auto")
         if self.binary_optimizer not in BINARY_OPTIMIZERS:
             raise ValueError(f"binary_optimizer={self.binary_optimizer!r} is not one of {', '.join(BINARY_OPTIMIZERS)}")
         if not 0.0 <= self.leak < 1.0:
@@ -194,8 +202,9 @@ def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
 
 def _batch(x_int: np.ndarray, idx: np.ndarray, scale: float) -> torch.Tensor:
     """Integer samples ``x_int[idx]`` (B, T, ...) -> float ``(T, B, ...)`` times ``scale``."""
-    x = torch.as_tensor(np.ascontiguousarray(x_int[idx]), dtype=torch.float32) * scale
-    return x.transpose(0, 1)
+    from neuro_agmm.training.batches import to_float
+
+    return to_float(x_int[idx], scale)
 
 
 def _forward_gate(cfg: TrainConfig) -> Optional[dict]:
@@ -230,11 +239,12 @@ def evaluate(model: torch.nn.Module, x_int: np.ndarray, y: np.ndarray, scale: fl
     on integer inputs (N, T, ...)."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     correct, loss_sum, rates = 0, 0.0, {}
     for i in range(0, len(y), batch_size):
         idx = np.arange(i, min(i + batch_size, len(y)))
-        logits = model(_batch(x_int, idx, scale))
-        yt = torch.as_tensor(y[idx])
+        logits = model(_batch(x_int, idx, scale).to(device))
+        yt = torch.as_tensor(y[idx]).to(device)
         loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
         correct += int((logits.argmax(1) == yt).sum())
         for k, v in getattr(model, "activity", {}).items():
@@ -288,8 +298,9 @@ def recalibrate_batch_norm(model: torch.nn.Module, batches: list[torch.Tensor]) 
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average: every batch counts the same
     model.train()
+    device = next(model.parameters()).device
     for x in batches:
-        model(x)
+        model(x.to(device))
     for bn, mom in zip(bns, saved):
         bn.momentum = mom
     model.train(was)
@@ -352,8 +363,13 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
         ck = load_checkpoint(ckpt_path)
     elif ckpt_path.exists():  # every rank checks (a shared run directory), so none waits for the others
         raise ValueError(f"{run_dir} already holds a checkpoint; use --resume {run_dir} or another --out")
+    from neuro_agmm.training import device as devices
+    from neuro_agmm.training.batches import EpochBatches, iterate
+
+    device = devices.resolve_device(cfg.device, env.device)
+    devices.prepare(device)
     torch.set_num_threads(cfg.threads)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=devices.deterministic_warn_only(device))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
@@ -372,7 +388,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
                        threshold=cfg.threshold, batch_norm=cfg.batch_norm, surrogate=cfg.surrogate,
                        hidden=tuple(cfg.hidden) if cfg.hidden else None, width=cfg.width,
                        forward_gate=_forward_gate(cfg))
-    model = build_from_config(mcfg)
+    model = build_from_config(mcfg).to(device)
     D.broadcast_parameters(model, env)
     opt, sched = make_optimizer(cfg, model)
     cbs = _default_callbacks(cfg, callbacks or [])
@@ -435,9 +451,11 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
         bar = tqdm(range(start_step, steps_per_epoch), total=steps_per_epoch, initial=start_step,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main_rank and sys.stderr.isatty()), leave=False,
                    file=sys.stderr)
-        for step in bar:
-            idx = order[step * local_bs:(step + 1) * local_bs]
-            x, y = _batch(train_x, idx, split.input_scale), torch.as_tensor(train_y[idx])
+        batches = iterate(EpochBatches(train_x, train_y, order, local_bs, steps_per_epoch, split.input_scale,
+                                       cfg.augment, cfg.seed, epoch), start_step, cfg.loader_workers,
+                          pin_memory=device.type == "cuda")
+        for step, (x, y) in zip(bar, batches):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             for cb in cbs:
                 cb.on_batch_start(model, epoch, step)
             logits = model(x)
@@ -457,9 +475,9 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
             opt.step()
             for cb in cbs:
                 cb.after_optimizer_step(model, epoch, step)
-            acc["loss"] += float(loss.detach()) * len(idx)
+            acc["loss"] += float(loss.detach()) * len(y)
             acc["correct"] += int((logits.detach().argmax(1) == y).sum())
-            acc["n"] += len(idx)
+            acc["n"] += len(y)
             if cfg.progress:
                 bar.set_postfix(loss=f"{acc['loss'] / acc['n']:.3f}", acc=f"{acc['correct'] / acc['n']:.3f}")
             global_step = epoch * steps_per_epoch + step + 1
@@ -498,7 +516,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
             print(f"epoch {epoch + 1}/{cfg.epochs} loss {m['train_loss']:.4f} train {m['train_acc']:.4f} "
                   f"test {test_acc:.4f} ({m['seconds']:.1f}s)", file=sys.stderr, flush=True)
 
-    model.eval()
+    model.cpu().eval()  # export and everything after it work on the CPU copy
     if not main_rank:  # rank 0 alone writes the results
         D.barrier(env)
         return TrainResult(run_dir=run_dir, metrics=metrics, summary={}, artifact_path=None, model=model)
@@ -509,7 +527,7 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
                      "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                      "train_seconds": sum(m["seconds"] for m in metrics),
                      "wall_seconds_this_process": time.perf_counter() - t_fit,
-                     "n_parameters": sum(p.numel() for p in model.parameters())}
+                     "n_parameters": sum(p.numel() for p in model.parameters()), "device": str(device)}
     gate = _fold_gates(model, cfg, train_x, split.input_scale, (test_x, test_y))
     if gate:
         summary["forward_gate"] = gate
