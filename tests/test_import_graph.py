@@ -22,11 +22,12 @@ LAYERS = [
     ("hw_models.backends", 4),
     ("neuro_agmm.deploy", 5),
     ("neuro_agmm.streaming", 6),
-    ("neuro_agmm.cli", 7),
+    ("neuro_agmm.cli", 7), ("neuro_agmm.study", 7),  # the AGMM study drives training runs like a job
+
     ("neuro_agmm.train", 8), ("neuro_agmm.export", 8), ("neuro_agmm.map", 8), ("neuro_agmm.crosscheck", 8),
     ("neuro_agmm.infer", 8), ("neuro_agmm.report", 8), ("neuro_agmm.plots", 8), ("neuro_agmm.demo", 8),
     ("neuro_agmm.convert", 8),
-    ("neuro_agmm.data.__main__", 8),
+    ("neuro_agmm.data.__main__", 8), ("neuro_agmm.study.__main__", 8),
 ]
 # Deliberate exceptions, each with its reason.
 ALLOWED_UPWARD = {

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_data_root(p)
     p.add_argument("--doc", default=None, help="also write the report (and its figures beside it) to this file")
     p.add_argument("--report-only", action="store_true", help="re-render the report from OUT/study.json")
+    p.add_argument("--notes", metavar="FILE.md", help="markdown placed after the report's header (a reading of it)")
     return p
 
 
@@ -54,13 +55,14 @@ def job(a: argparse.Namespace) -> int:
         if a.workers < 1:
             raise cli.UserError("--workers must be >= 1")
         study = run_study(list(a.datasets), a.budget, out, workers=a.workers, data_root=a.data_root)
+    notes = Path(a.notes).read_text() if a.notes else None
     targets = [(out / "study.md", out)]
     if a.doc:
         doc = Path(a.doc)
         targets.append((doc, doc.parent))
     for path, fig_dir in targets:
         prefix = "" if path.parent == out else "study_"
-        text, verdicts = render(study, fig_dir, command, fig_prefix=prefix)
+        text, verdicts = render(study, fig_dir, command, fig_prefix=prefix, notes=notes)
         atomic_write(path, lambda p, t=text: p.write_text(t))
         print(f"wrote {path}", file=sys.stderr)
     return 0

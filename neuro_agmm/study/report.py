@@ -167,6 +167,8 @@ def dataset_section(name: str, entry: dict, fig_dir: Optional[Path], fig_prefix:
         lines += [f"### Claims: {title} (`{a}` vs `{b}`, {n} paired seeds)", "",
                   "| claim | AGMM | vanilla | difference | p (t-test) | p (Wilcoxon) | seeds won | verdict |",
                   "|---|---|---|---|---|---|---|---|", *rows, ""]
+    lines += ["### Per layer, last epoch (training batches; firing rates of the training batches)", "",
+              *layer_table(arms, ["vanilla", "agmm"]), ""]
     gate = [r["forward_gate"] for r in arms.get("agmm-forward", {}).values() if r.get("forward_gate")]
     if gate:
         cost = [100 * g["fold_cost"] for g in gate]
@@ -291,8 +293,33 @@ def flip_model_line(records: list[dict]) -> str:
             f"κ median {np.median(k):.2f} (range {k.min():.2f}–{k.max():.2f}), correlation r = {r:.3f}.")
 
 
-def render(study: dict, fig_dir: Optional[Path], command: str, fig_prefix: str = "") -> tuple[str, dict]:
-    """The whole markdown report and ``{dataset: verdicts}``."""
+def layer_table(arms: dict[str, dict[int, dict]], names: list[str]) -> list[str]:
+    """Per binary layer / spiking block, last epoch, mean over seeds, for the arms ``names``."""
+    keys = [("flips/update", "flip", ".2e"), ("net flips", "flip_epoch", ".4f"), ("p_w(0)", "pw0", ".2f"),
+            ("E|Δw|", "dw", ".2e"), ("g toward 0", "gtoward", ".2e"), ("g var", "gvar", ".2e"), ("g SNR", "gsnr", ".3f")]
+    out = ["| arm | layer | " + " | ".join(h for h, _, _ in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    rates = ["| arm | " + "block | firing rate | SynOps/inference |", "|---|---|---|---|"]
+    for arm in names:
+        recs = list(arms.get(arm, {}).values())
+        if not recs:
+            continue
+        layers = sorted({k.split("/", 1)[1] for r in recs for k in r.get("layers", {})
+                         if k.startswith("pw0/") and not k.endswith("/mean")})
+        for layer in layers:
+            cells = [_ms([r["layers"].get(f"{k}/{layer}", float("nan")) for r in recs], f) for _, k, f in keys]
+            out.append(f"| {arm} | {layer} | " + " | ".join(cells) + " |")
+        blocks = sorted({k.split("/", 1)[1] for r in recs for k in r.get("layers", {}) if k.startswith("synops/")})
+        for blk in blocks:
+            short = blk.split(".")[-1]
+            rate = _ms([r["layers"].get(f"rate/{short}", float("nan")) for r in recs], ".4f")
+            syn = _ms([r["layers"].get(f"synops/{blk}", float("nan")) for r in recs], ".4g")
+            rates.append(f"| {arm} | {blk} | {rate} | {syn} |")
+    return out + [""] + rates
+
+
+def render(study: dict, fig_dir: Optional[Path], command: str, fig_prefix: str = "",
+           notes: Optional[str] = None) -> tuple[str, dict]:
+    """The whole markdown report and ``{dataset: verdicts}``; ``notes`` (markdown) goes after the header."""
     b = study["budget"]
     parts = ["# AGMM study: verdicts per claim", "",
              f"Command: `{command}`", "",
@@ -304,6 +331,8 @@ def render(study: dict, fig_dir: Optional[Path], command: str, fig_prefix: str =
              "variant above vanilla's step-size frontier. The claims are the public description's "
              "(fewer sign flips, lower gradient mean and variance, faster convergence, higher accuracy, lower "
              "firing rate); the paper's own numbers are not available to us.", ""]
+    if notes:
+        parts += [notes.strip(), ""]
     verdicts = {}
     if fig_dir is not None:
         fc = flip_curves_figure(study, fig_dir / f"{fig_prefix}flip_curves.png")
