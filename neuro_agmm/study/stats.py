@@ -13,6 +13,7 @@ are below ``ALPHA``; otherwise *not reproduced* (no significant difference eithe
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -59,7 +60,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Paired:
     elif sd == 0.0:
         p_t = 1.0 if d.mean() == 0 else 0.0
     else:
-        p_t = float(stats.ttest_rel(x, y).pvalue)
+        with warnings.catch_warnings():  # near-identical differences: scipy warns, the p-value is still right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p_t = float(stats.ttest_rel(x, y).pvalue)
     nz = d[d != 0]
     p_w = float(stats.wilcoxon(nz).pvalue) if nz.size else 1.0
     return Paired(n=n, mean_a=float(x.mean()), mean_b=float(y.mean()), diff=float(d.mean()), diff_sd=sd, p_t=p_t,
