@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training augmentation for image-shaped inputs: random pad-and-crop + horizontal flip")
     ap.add_argument("--bn-recalibrate", type=int, metavar="BATCHES",
                     help="re-estimate batch-norm running statistics on this many training batches before every "
-                         "evaluation and the export (default 8; 0: off)")
+                         "evaluation and the export (default 16; 0: off)")
     ap.add_argument("--limit-train", type=int, help="use only the first N training samples")
     ap.add_argument("--limit-test", type=int, help="use only the first N test samples")
     ap.add_argument("--eval-batch-size", type=int)

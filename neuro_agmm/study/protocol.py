@@ -27,6 +27,8 @@ from neuro_agmm.study.arms import AGMM_VARIANTS, BUDGETS, FRONTIER_SCALES, SELEC
     arm_overrides, frontier_arm, sgd_arm
 from neuro_agmm.study.runner import load_split, run_tasks
 
+STUDY_BN_BATCHES = 8  # batch-norm recalibration batches the recorded study (docs/results.md) ran with
+
 PROBE_MECHANISMS: dict[str, dict[str, Any]] = {
     "vanilla": {"method": "vanilla"},
     "vanilla@x0.5": {"method": "vanilla", "binary_lr_scale": 0.5},
@@ -39,7 +41,8 @@ def base_config(dataset: str, budget: Budget, data_root: str, **overrides: Any) 
     from neuro_agmm.training.loop import TrainConfig
 
     cfg = asdict(TrainConfig(dataset=dataset, data_root=data_root, arch="mlp", epochs=budget.epochs_for(dataset),
-                             batch_size=64, lr=1e-3, time_steps=4, threads=1, progress=False))
+                             batch_size=64, lr=1e-3, time_steps=4, threads=1, progress=False,
+                             bn_recalibrate=STUDY_BN_BATCHES))
     cfg.update(overrides)
     return cfg
 

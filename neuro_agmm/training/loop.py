@@ -101,7 +101,7 @@ class TrainConfig:
     device: str = "auto"  # cpu | cuda | cuda:N | auto (CUDA when present); see neuro_agmm.training.device
     loader_workers: int = 0  # DataLoader worker processes for training batches (0: built in this process)
     augment: str = "none"  # none | crop-flip (image-shaped inputs; see neuro_agmm.training.batches)
-    bn_recalibrate: int = 8  # batches to re-estimate batch-norm running statistics on before each evaluation (0: off)
+    bn_recalibrate: int = 16  # batches to re-estimate batch-norm running statistics on before each evaluation (0: off)
     # AGMM knobs, read by neuro_agmm.agmm.config_from (None: AGMM's default)
     agmm_where: Optional[str] = None
     agmm_alpha: Optional[str] = None

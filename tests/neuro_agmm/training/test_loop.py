@@ -327,7 +327,7 @@ def test_binary_optimizer_sgd_steps_latent_weights_by_sgd_and_resumes_exactly(tm
 def test_batch_norm_recalibration_makes_the_eval_network_match_training_after_one_epoch(tmp_path):
     """After one epoch the running statistics lag the flipping binary weights: without recalibration the
     eval-mode (deployed) network is near chance on its own training samples while training mode is not;
-    recalibrating on 8 training batches closes the gap. The trained parameters are byte-identical either way."""
+    recalibrating on 16 training batches (the default) closes the gap. The trained parameters are byte-identical either way."""
     from neuro_agmm.data import load_dataset
     from neuro_agmm.training.loop import _batch, evaluate
 
