@@ -3,7 +3,7 @@
 * ``prepare --dataset NAME --root datasets --time-steps T [--binning time|count]
   [--downsample F] [--clip C] [--limit N]``: reads the original recordings (layouts in
   ``datasets/<name>/README.md``), bins them into ``T`` count frames and writes
-  ``datasets/<name>/cache/<name>_T<T>_....npz`` atomically, with a progress bar. For
+  ``datasets/<name>/cache/<name>_T<T>_..._v2/`` (memory-mappable ``.npy`` files) atomically, with a progress bar. For
   ``digits-dvs`` it also writes a few test recordings as event files under
   ``datasets/digits-dvs/samples/<label>/`` (inputs for ``python -m neuro_agmm.infer``).
 * ``info [--root datasets]``: per dataset, whether its files / caches are present.
@@ -47,7 +47,8 @@ def _info(root: Path) -> None:
                 counts = " | ".join(str(len(open_event_dataset(name, root, s))) for s in ("train", "test"))
             except (DatasetNotFoundError, ValueError) as e:
                 counts = f"missing | missing ({str(e).split(';')[0]})"
-        caches = sorted(p.name for p in (root / name / "cache").glob("*.npz")) if (root / name / "cache").is_dir() else []
+        cdir = root / name / "cache"
+        caches = sorted(p.parent.name for p in cdir.glob("*/info.json")) if cdir.is_dir() else []
         print(f"| {name} | {counts} | {', '.join(caches) or '-'} | |")
 
 
@@ -60,7 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                      "python -m neuro_agmm.data prepare --dataset nmnist --data-root /data --limit 100",
                      "python -m neuro_agmm.data info"])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="bin a dataset into datasets/<name>/cache/*.npz")
+    p = sub.add_parser("prepare", help="bin a dataset into datasets/<name>/cache/<key>_v2/ (memory-mappable .npy)")
     cli.add_dataset(p, EVENT_DATASETS, required=True)
     cli.add_data_root(p)
     p.add_argument("--time-steps", "-T", type=int, default=8, help="time bins per recording (default 8)")

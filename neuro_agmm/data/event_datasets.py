@@ -13,9 +13,13 @@ inference wants the raw ``(events, label)`` recordings. Both come from here:
   graded spikes; the fraction of clipped counts is in ``meta["clipped_fraction"]``),
   ``input_max = clip`` and ``input_scale = 1 / clip`` (so the float model sees inputs in
   [0, 1], as for the frame datasets). ``digits-dvs`` is binned over its fixed 300 ms.
-* ``prepare(name, root, time_steps, ...)`` writes that split to
-  ``datasets/<name>/cache/*.npz`` (atomic; a progress bar over recordings);
-  ``load_event_split`` reads the cache when present and builds (and caches) it otherwise.
+* ``prepare(name, root, time_steps, ...)`` writes that split to a cache **directory**
+  ``datasets/<name>/cache/<key>_v2/`` of plain ``.npy`` files (``train_x``, ``train_y``, ``test_x``,
+  ``test_y``) and ``info.json``, written into a temporary directory and renamed into place (atomic),
+  recordings binned one by one straight into the memory-mapped file (bounded memory at any dataset
+  size; a progress bar over recordings). ``load_event_split`` opens the frames **memory-mapped**
+  (``np.load(mmap_mode="r")``), so a training run reads only the batches it draws, and builds (and
+  caches) the split when no cache is there. v1 caches (one compressed ``.npz``) are not read any more.
 
 Splits: N-MNIST ``Train``/``Test`` folders; DVS Gesture users 1-23 train / 24-29 test;
 CIFAR10-DVS has no official split: recordings with index < 100 per class are the test
@@ -37,7 +41,6 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from neuro_agmm.artifact import atomic_write
 from neuro_agmm.data.split import DatasetSplit
 from neuro_agmm.events.binning import bin_by_count, bin_by_time, downsampled_size
 from neuro_agmm.events.types import EventFileError, ReadStats, SensorSize
@@ -267,14 +270,26 @@ def bin_recording(events: np.ndarray, ds: EventDataset, cfg: BinningConfig) -> n
     raise ValueError(f"binning must be 'time' or 'count', got {cfg.binning!r}")
 
 
-def bin_dataset(ds: EventDataset, cfg: BinningConfig, progress: bool = False,
-                limit: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """All recordings of ``ds`` binned and clipped: ``x (N, T, P, H, W) uint8``, ``y (N,)``, stats."""
-    if not 1 <= cfg.clip <= 255:
-        raise ValueError(f"clip must be in 1..255, got {cfg.clip}")
+def frames_shape(ds: EventDataset, cfg: BinningConfig, limit: Optional[int] = None) -> tuple[int, ...]:
+    """``(N, T, P, H, W)`` of ``ds`` binned under ``cfg``."""
     n = len(ds) if limit is None else min(limit, len(ds))
     out = downsampled_size(ds.sensor_size, cfg.downsample)
-    x = np.zeros((n, cfg.time_steps, out.P, out.H, out.W), np.uint8)
+    return (n, cfg.time_steps, out.P, out.H, out.W)
+
+
+def bin_dataset(ds: EventDataset, cfg: BinningConfig, progress: bool = False, limit: Optional[int] = None,
+                out: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """All recordings of ``ds`` binned and clipped: ``x (N, T, P, H, W) uint8``, ``y (N,)``, stats.
+
+    ``out``: an array of ``frames_shape`` to fill (e.g. a memory-mapped ``.npy``), else one is allocated.
+    """
+    if not 1 <= cfg.clip <= 255:
+        raise ValueError(f"clip must be in 1..255, got {cfg.clip}")
+    shape = frames_shape(ds, cfg, limit)
+    n = shape[0]
+    if out is not None and (out.shape != shape or out.dtype != np.uint8):
+        raise ValueError(f"bin_dataset: out is {out.dtype} {out.shape}, needs uint8 {shape}")
+    x = np.zeros(shape, np.uint8) if out is None else out
     n_nonzero = n_clipped = 0
     it = range(n)
     if progress:
@@ -319,7 +334,8 @@ def _digits_dvs_fast(cfg: BinningConfig, sim_seed: int) -> tuple[dict, dict]:
     return out, info
 
 
-CACHE_VERSION = 1  # bump when readers or binning change what a cache holds
+CACHE_VERSION = 2  # bump when readers or binning change what a cache holds (2: memory-mapped .npy directory)
+CACHE_ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 
 
 def cache_path(name: str, root: str | os.PathLike, cfg: BinningConfig, sim_seed: int = 0) -> Path:
@@ -331,18 +347,30 @@ def cache_path(name: str, root: str | os.PathLike, cfg: BinningConfig, sim_seed:
         from neuro_agmm.data.dvs_sim import DVSSimConfig
         h = hashlib.sha1(json.dumps(asdict(DVSSimConfig(seed=sim_seed)), sort_keys=True).encode()).hexdigest()[:8]
         extra = f"_sim{sim_seed}-{h}"
-    return Path(root) / name / "cache" / f"{name}_{cfg.key()}{extra}_v{CACHE_VERSION}.npz"
+    return Path(root) / name / "cache" / f"{name}_{cfg.key()}{extra}_v{CACHE_VERSION}"
 
 
 def _build(name: str, root: Path, cfg: BinningConfig, sim_seed: int, progress: bool,
-           limit: Optional[int]) -> tuple[dict, dict]:
+           limit: Optional[int], into: Optional[Path] = None) -> tuple[dict, dict]:
+    """Bin both splits; with ``into`` (a directory) the frames are written there as memory-mapped ``.npy``."""
     if name == "digits-dvs" and limit is None and cfg.binning == "time":
-        return _digits_dvs_fast(cfg, sim_seed)
+        arrays, info = _digits_dvs_fast(cfg, sim_seed)
+        if into is not None:
+            for k, v in arrays.items():
+                np.save(into / f"{k}.npy", v)
+        return arrays, info
     arrays: dict = {}
     info = {"n_nonzero_counts": 0, "n_clipped_counts": 0, "events": 0, "skipped": {}}
     for split in ("train", "test"):
         ds = open_event_dataset(name, root, split, sim_seed)
-        x, y, inf = bin_dataset(ds, cfg, progress=progress, limit=limit)
+        out = None
+        if into is not None:
+            out = np.lib.format.open_memmap(into / f"{split}_x.npy", mode="w+", dtype=np.uint8,
+                                            shape=frames_shape(ds, cfg, limit))
+        x, y, inf = bin_dataset(ds, cfg, progress=progress, limit=limit, out=out)
+        if into is not None:
+            x.flush()
+            np.save(into / f"{split}_y.npy", y)
         arrays[f"{split}_x"], arrays[f"{split}_y"] = x, y
         for k in ("n_nonzero_counts", "n_clipped_counts", "events"):
             info[k] += inf[k]
@@ -377,13 +405,34 @@ def prepare(name: str, root: str | os.PathLike = "datasets", time_steps: int = 8
     if name not in EVENT_DATASETS:
         raise ValueError(f"unknown event dataset {name!r}; choose from {', '.join(EVENT_DATASETS)}")
     cfg = BinningConfig(time_steps, binning, DEFAULT_DOWNSAMPLE[name] if downsample is None else downsample, clip)
-    arrays, info = _build(name, Path(root), cfg, sim_seed, progress, limit)
     path = cache_path(name, root, cfg, sim_seed)
+    _write_cache(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, limit, into=tmp)[1])
+    return path
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays, info=json.dumps(info))
-    return atomic_write(path, write)
+
+def _write_cache(path: Path, fill: Callable[[Path], dict]) -> None:
+    """``fill(tmp_dir)`` writes the arrays and returns the info; the directory is renamed into place (atomic)."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        info = fill(tmp)
+        (tmp / "info.json").write_text(json.dumps(info))
+        if path.exists():  # a finished cache is replaced as a whole
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_cache(path: Path) -> tuple[dict, dict]:
+    """``(arrays, info)`` of a cache directory; the frames memory-mapped read-only."""
+    arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r" if k.endswith("_x") else None, allow_pickle=False)
+              for k in CACHE_ARRAYS}
+    return arrays, json.loads((path / "info.json").read_text())
 
 
 def load_event_split(name: str, root: str | os.PathLike = "datasets", time_steps: int = 8, seed: int = 0,
@@ -398,22 +447,17 @@ def load_event_split(name: str, root: str | os.PathLike = "datasets", time_steps
         raise ValueError(f"unknown event dataset {name!r}; choose from {', '.join(EVENT_DATASETS)}")
     cfg = BinningConfig(time_steps, binning, DEFAULT_DOWNSAMPLE[name] if downsample is None else downsample, clip)
     path = cache_path(name, root, cfg, sim_seed)
-    if use_cache and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
-            info = json.loads(str(z["info"]))
+    if use_cache and not (path / "info.json").exists():
+        try:
+            _write_cache(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, None, into=tmp)[1])
+        except OSError:
+            pass  # read-only data root: fine, just not cached
+    if use_cache and (path / "info.json").exists():
+        arrays, info = read_cache(path)
         info["cache"] = str(path)
     else:
         arrays, info = _build(name, Path(root), cfg, sim_seed, progress, None)
-        if use_cache:
-            try:
-                def write(tmp: Path) -> None:
-                    with open(tmp, "wb") as f:
-                        np.savez_compressed(f, **arrays, info=json.dumps(info))
-                atomic_write(path, write)
-                info["cache"] = str(path)
-            except OSError:
-                info["cache"] = None  # read-only data root: fine, just not cached
+        info["cache"] = None
     return _to_split(name, arrays, info, cfg, SENSORS[name])
 
 

@@ -16,9 +16,9 @@ def test_prepare_nmnist_and_info(tmp_path, capsys):
             write_nmnist(tmp_path / "nmnist" / split / str(d) / "a.bin", ev)
     assert main(["prepare", "--dataset", "nmnist", "--data-root", str(tmp_path), "-T", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "nmnist_T3_time_ds1_clip15_v1.npz" in out and "train (2, 3, 2, 34, 34)" in out
-    with np.load(tmp_path / "nmnist" / "cache" / "nmnist_T3_time_ds1_clip15_v1.npz") as z:
-        assert z["train_x"].sum() == 6 and z["test_y"].tolist() == [0, 1]
+    assert "nmnist_T3_time_ds1_clip15_v2" in out and "train (2, 3, 2, 34, 34)" in out
+    cache = tmp_path / "nmnist" / "cache" / "nmnist_T3_time_ds1_clip15_v2"
+    assert np.load(cache / "train_x.npy").sum() == 6 and np.load(cache / "test_y.npy").tolist() == [0, 1]
     assert main(["info", "--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| nmnist | 2 | 2 |" in out and "| dvsgesture | missing" in out

@@ -13,8 +13,8 @@ from neuro_agmm.events.types import SensorSize, make_events
 from ev_helpers import random_events
 
 
-def _nmnist_tree(root, rng):
-    for split, n in (("Train", 3), ("Test", 2)):
+def _nmnist_tree(root, rng, per_class=(3, 2)):
+    for split, n in zip(("Train", "Test"), per_class):
         for d in range(10):
             for i in range(n):
                 write_nmnist(root / "nmnist" / split / str(d) / f"{i:05d}.bin",
@@ -45,6 +45,26 @@ def test_nmnist_split_and_cache(tmp_path):
     assert split.train_x.reshape(30, -1).sum(axis=1).tolist() == [50 + d for d in range(10) for _ in range(3)]
     fresh = load_event_split("nmnist", tmp_path, time_steps=4, use_cache=False)
     np.testing.assert_array_equal(fresh.train_x, split.train_x)
+    assert isinstance(split.train_x, np.memmap) and not split.train_x.flags.writeable  # read from disk on demand
+    assert not list(path.parent.glob(".*"))  # no temporary directory left behind
+
+
+def test_cache_is_built_with_bounded_memory(tmp_path):
+    """Binning writes each recording straight into the memory-mapped file: the peak of Python-visible
+    allocations stays far below the size of the frames (here 8 steps × 2 × 34 × 34 × 150 recordings)."""
+    import tracemalloc
+
+    _nmnist_tree(tmp_path, np.random.default_rng(0), per_class=(10, 5))
+    tracemalloc.start()
+    path = prepare("nmnist", tmp_path, time_steps=8, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    split = load_event_split("nmnist", tmp_path, time_steps=8)
+    frames = split.train_x.nbytes + split.test_x.nbytes
+    assert split.train_x.shape == (100, 8, 2, 34, 34) and frames > 2_700_000
+    assert peak < frames / 4, (peak, frames)
+    assert path.is_dir() and sorted(p.name for p in path.iterdir()) == \
+        ["info.json", "test_x.npy", "test_y.npy", "train_x.npy", "train_y.npy"]
 
 
 def test_clip_counted(tmp_path):
