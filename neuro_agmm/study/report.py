@@ -331,6 +331,10 @@ def render(study: dict, fig_dir: Optional[Path], command: str, fig_prefix: str =
              "variant above vanilla's step-size frontier. The claims are the public description's "
              "(fewer sign flips, lower gradient mean and variance, faster convergence, higher accuracy, lower "
              "firing rate); the paper's own numbers are not available to us.", ""]
+    if min(b["test_seeds"], b["headline_seeds"]) < 6:
+        parts += [f"**With {min(b['test_seeds'], b['headline_seeds'])} test seeds no verdict can be *reproduced* or "
+                  f"*refuted*: the smallest two-sided Wilcoxon p-value is {2 / 2 ** min(b['test_seeds'], b['headline_seeds']):.3g}. "
+                  "This budget checks the pipeline; use `--budget full` for verdicts.**", ""]
     if notes:
         parts += [notes.strip(), ""]
     verdicts = {}
