@@ -26,7 +26,7 @@ AUG_STREAM = 0xA6
 
 def to_float(x_int: np.ndarray, scale: float) -> torch.Tensor:
     """Integer samples (B, T, ...) -> float ``(T, B, ...)`` times ``scale``."""
-    x = torch.as_tensor(np.ascontiguousarray(x_int), dtype=torch.float32) * scale
+    x = torch.from_numpy(np.array(x_int, dtype=np.float32, order="C")) * scale  # a writable copy (memmaps are not)
     return x.transpose(0, 1)
 
 

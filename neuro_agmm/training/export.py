@@ -192,9 +192,10 @@ def predict(model: nn.Module, x_int: np.ndarray, input_scale: float, batch_size:
     was = model.training
     model.eval()
     out = []
+    from neuro_agmm.training.batches import to_float
+
     for i in range(0, len(x_int), batch_size):
-        x = torch.as_tensor(np.ascontiguousarray(x_int[i:i + batch_size]), dtype=torch.float32) * input_scale
-        out.append(model(x.transpose(0, 1)).argmax(1).numpy())
+        out.append(model(to_float(x_int[i:i + batch_size], input_scale)).argmax(1).numpy())
     model.train(was)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
