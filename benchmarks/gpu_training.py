@@ -26,19 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from neuro_agmm.artifact import atomic_write  # noqa: E402
-from neuro_agmm.training.loop import TrainConfig, _batch, train  # noqa: E402
-
-
-@torch.no_grad()
-def predictions(model: torch.nn.Module, x: np.ndarray, scale: float, device: str, bs: int = 256) -> np.ndarray:
-    model.to(device).eval()
-    out = [model(_batch(x, np.arange(i, min(i + bs, len(x))), scale).to(device)).argmax(1).cpu().numpy()
-           for i in range(0, len(x), bs)]
-    return np.concatenate(out)
+from neuro_agmm.training.export import predict  # noqa: E402
+from neuro_agmm.training.loop import TrainConfig, train  # noqa: E402
 
 
 def run(arch: str, method: str, a: argparse.Namespace, split) -> dict:
@@ -55,12 +47,10 @@ def run(arch: str, method: str, a: argparse.Namespace, split) -> dict:
     dev = res.summary["device"]
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.startswith("cuda") else float("nan")
     test_x = split.test_x[:a.limit_test] if a.limit_test else split.test_x
-    on_dev = predictions(res.model, test_x, split.input_scale, dev)
-    on_cpu = predictions(res.model, test_x, split.input_scale, "cpu")
-    res.model.cpu()
+    on_dev = predict(res.model.to(dev), test_x, split.input_scale)
+    on_cpu = predict(res.model.cpu(), test_x, split.input_scale)
     m = res.final
-    return {"arch": arch, "method": method, "device": dev, "epochs": a.epochs, "train_samples": int(m.get("samples_per_s", 0) * m.get("seconds", 0)),
-            "samples_per_s": m["samples_per_s"], "epoch_seconds": m["seconds"], "wall_seconds": wall,
+    return {"arch": arch, "method": method, "device": dev, "epochs": a.epochs, "samples_per_s": m["samples_per_s"], "epoch_seconds": m["seconds"], "wall_seconds": wall,
             "peak_gpu_mib": peak, "test_acc_device": m["test_acc"], "cpu_device_agreement": float((on_dev == on_cpu).mean()),
             "artifact_test_acc_cpu": res.summary.get("artifact_test_acc"),
             "artifact_error": res.summary.get("artifact_error"), "n_parameters": res.summary["n_parameters"],

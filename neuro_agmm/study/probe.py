@@ -41,16 +41,14 @@ def probe(checkpoint: Any, split: Any, base_cfg: Any, mechanisms: dict[str, dict
     ``mechanisms``: name -> ``TrainConfig`` overrides; the first one is the reference for the SGD step size.
     """
     from neuro_agmm.training.agmm import make_callback
+    from neuro_agmm.training.batches import seeded_batches
     from neuro_agmm.training.loop import _batch, _forward_gate
     from neuro_agmm.training.models import ModelConfig, build_from_config
     from neuro_agmm.training.optim import binary_lr
 
-    rng = np.random.default_rng([seed, 99])
-    order = rng.permutation(len(split.train_y))
     bs = base_cfg.batch_size
-    batches = [(_batch(split.train_x, order[i * bs:(i + 1) * bs], split.input_scale),
-                torch.as_tensor(split.train_y[order[i * bs:(i + 1) * bs]]))
-               for i in range(min(n_batches, len(order) // bs))]
+    batches = [(_batch(split.train_x, idx, split.input_scale), torch.as_tensor(split.train_y[idx]))
+               for idx in seeded_batches(len(split.train_y), [seed, 99], min(n_batches, len(split.train_y) // bs), bs)]
     out: dict[str, dict[str, float]] = {}
     ref_abs = None
     torch.set_num_threads(base_cfg.threads)

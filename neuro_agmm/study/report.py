@@ -194,6 +194,19 @@ def dataset_section(name: str, entry: dict, fig_dir: Optional[Path], fig_prefix:
     return "\n".join(lines), verdicts
 
 
+def _save(fig, path: Path, dpi: int) -> Path:
+    """Write ``fig`` as PNG atomically (as every file of the project) and close it."""
+    import matplotlib.pyplot as plt
+
+    from neuro_agmm.artifact import atomic_write
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    plt.close(fig)
+    return path
+
+
 def frontier_figure(name: str, arms: dict[str, dict[int, dict]], path: Path) -> Path:
     """Accuracy against flips and firing rate against flips: vanilla's frontier (line) and every variant."""
     import matplotlib
@@ -224,11 +237,7 @@ def frontier_figure(name: str, arms: dict[str, dict[int, dict]], path: Path) -> 
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{name}: AGMM variants against vanilla's step-size frontier (mean ± sd over seeds)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 CURVE_ROWS = [  # (record curve, y label, log scale)
@@ -273,11 +282,7 @@ def flip_curves_figure(study: dict, path: Path) -> Path:
             if i == len(rows) - 1:
                 ax.set_xlabel("epoch")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def flip_model_line(records: list[dict]) -> str:

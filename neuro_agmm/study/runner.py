@@ -79,6 +79,7 @@ def _same_config(run_dir: Path, cfg: dict) -> bool:
 
 def train_task(task: dict) -> dict:
     """Worker entry: train ``task["cfg"]`` (a ``TrainConfig`` dict) unless its run directory is already done."""
+    from neuro_agmm.training.curves import read_metrics
     from neuro_agmm.training.loop import TrainConfig, train
 
     cfg = TrainConfig(**task["cfg"])
@@ -93,7 +94,7 @@ def train_task(task: dict) -> dict:
         split = load_split(cfg.dataset, cfg.data_root, cfg.time_steps, cfg.encoding)
         with open(run_dir / "train.log", "w") as log, contextlib.redirect_stderr(log):
             train(cfg, split=split)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     return {**{k: task[k] for k in ("dataset", "arm", "seed", "phase")}, "run_dir": str(run_dir), "reused": reused,
             "wall_s": time.perf_counter() - t0, **record(metrics, summary)}

@@ -47,6 +47,13 @@ def crop_flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def seeded_batches(pool: np.ndarray | int, key: list[int], n_batches: int, batch_size: int) -> list[np.ndarray]:
+    """Index arrays of the first ``n_batches`` batches of ``pool`` (indices, or ``range(pool)``) shuffled by
+    ``numpy.random.default_rng(key)``: a fixed sample of training batches outside the epoch's own order."""
+    order = np.random.default_rng(key).permutation(pool)
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(n_batches)]
+
+
 class EpochBatches(torch.utils.data.Dataset):
     """Batch ``i`` of one epoch: ``(x (T, B, ...), y (B,))`` for the indices ``order[i*bs:(i+1)*bs]``."""
 

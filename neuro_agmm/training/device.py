@@ -17,23 +17,28 @@ import torch
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is one of ``DEVICES`` or ``cuda:N``."""
+    if not (name in DEVICES or name.startswith("cuda:")):
+        raise ValueError(f"device={name!r} is not one of cpu, cuda, cuda:N, auto")
+
+
 def resolve_device(name: str, dist_device: str = "cpu") -> torch.device:
     """The ``torch.device`` for ``--device name`` (``dist_device``: the distributed rank's device, if a GPU)."""
+    check_name(name)
     if dist_device.startswith("cuda"):
         return torch.device(dist_device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: CUDA is not available here (torch {torch.__version__}, "
-                             f"built with CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return dev
-    raise ValueError(f"device={name!r} is not one of cpu, cuda, cuda:N, auto")
+    if not torch.cuda.is_available():  # cuda or cuda:N from here on
+        raise ValueError(f"device={name!r}: CUDA is not available here (torch {torch.__version__}, "
+                         f"built with CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+    dev = torch.device(name)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
 
 
 def prepare(device: torch.device) -> None:

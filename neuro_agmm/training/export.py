@@ -194,8 +194,9 @@ def predict(model: nn.Module, x_int: np.ndarray, input_scale: float, batch_size:
     out = []
     from neuro_agmm.training.batches import to_float
 
+    device = next(iter(model.parameters()), torch.empty(0)).device  # where the model is (the CPU for ArtifactNet)
     for i in range(0, len(x_int), batch_size):
-        out.append(model(to_float(x_int[i:i + batch_size], input_scale)).argmax(1).numpy())
+        out.append(model(to_float(x_int[i:i + batch_size], input_scale).to(device)).argmax(1).cpu().numpy())
     model.train(was)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from neuro_agmm.artifact import ArtifactError, atomic_write
 from neuro_agmm.training.callbacks import Callback
+from neuro_agmm.training.batches import EpochBatches, iterate, seeded_batches, to_float
 from neuro_agmm.training.optim import make_optimizer
 from neuro_agmm.training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, capture_rng, load_checkpoint, \
     restore_rng, save_checkpoint
@@ -145,8 +146,8 @@ class TrainConfig:
         from neuro_agmm.training.optim import BINARY_OPTIMIZERS
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment={self.augment!r} is not one of {', '.join(AUGMENTS)}")
-        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
-            raise ValueError(f"device={self.device!r} is not one of cpu, cuda, cuda:N, auto")
+        from neuro_agmm.training.device import check_name
+        check_name(self.device)
         if self.binary_optimizer not in BINARY_OPTIMIZERS:
             raise ValueError(f"binary_optimizer={self.binary_optimizer!r} is not one of {', '.join(BINARY_OPTIMIZERS)}")
         if not 0.0 <= self.leak < 1.0:
@@ -202,8 +203,6 @@ def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
 
 def _batch(x_int: np.ndarray, idx: np.ndarray, scale: float) -> torch.Tensor:
     """Integer samples ``x_int[idx]`` (B, T, ...) -> float ``(T, B, ...)`` times ``scale``."""
-    from neuro_agmm.training.batches import to_float
-
     return to_float(x_int[idx], scale)
 
 
@@ -268,9 +267,8 @@ def _fold_gates(model: torch.nn.Module, cfg: TrainConfig, train_x: np.ndarray, s
     if not gated_blocks(model):
         return {}
     gated_acc = evaluate(model, *test, scale, cfg.eval_batch_size)[0]
-    order = np.random.default_rng([cfg.seed, 0]).permutation(len(train_x))
-    batches = [_batch(train_x, order[i * cfg.batch_size:(i + 1) * cfg.batch_size], scale)
-               for i in range(min(FOLD_BATCHES, _steps(len(train_x), cfg.batch_size)))]
+    n = min(FOLD_BATCHES, _steps(len(train_x), cfg.batch_size))
+    batches = [_batch(train_x, idx, scale) for idx in seeded_batches(len(train_x), [cfg.seed, 0], n, cfg.batch_size)]
     factors = fold_forward_gates(model, batches)
     folded_acc = evaluate(model, *test, scale, cfg.eval_batch_size)[0]
     print(f"forward gate folded into batch norm ({len(batches)} training batches): test {gated_acc:.4f} gated -> "
@@ -312,9 +310,8 @@ def _recalibration_batches(cfg: TrainConfig, train_x: np.ndarray, idx_pool: np.n
     """``cfg.bn_recalibrate`` training batches of this rank's samples, drawn by their own seeded generator."""
     if cfg.bn_recalibrate <= 0 or len(idx_pool) < 2:
         return []
-    order = np.random.default_rng([cfg.seed, 0xB7, epoch]).permutation(idx_pool)
-    n = min(cfg.bn_recalibrate, max(1, len(order) // batch_size))
-    return [_batch(train_x, order[i * batch_size:(i + 1) * batch_size], scale) for i in range(n)]
+    n = min(cfg.bn_recalibrate, max(1, len(idx_pool) // batch_size))
+    return [_batch(train_x, idx, scale) for idx in seeded_batches(idx_pool, [cfg.seed, 0xB7, epoch], n, batch_size)]
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -364,7 +361,6 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
     elif ckpt_path.exists():  # every rank checks (a shared run directory), so none waits for the others
         raise ValueError(f"{run_dir} already holds a checkpoint; use --resume {run_dir} or another --out")
     from neuro_agmm.training import device as devices
-    from neuro_agmm.training.batches import EpochBatches, iterate
 
     device = devices.resolve_device(cfg.device, env.device)
     devices.prepare(device)

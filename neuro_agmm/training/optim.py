@@ -47,7 +47,24 @@ def _make(kind: str, groups: list[dict], cfg: Any, lr: float) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
-class SplitOptimizer:
+class _Parts:
+    """Named parts (optimizers or schedulers) saved and restored side by side under ``{"parts": ...}``."""
+
+    parts: dict[str, Any]
+
+    def state_dict(self) -> dict:
+        return {"parts": {k: p.state_dict() for k, p in self.parts.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        parts = state.get("parts") if isinstance(state, dict) else None
+        if not isinstance(parts, dict) or set(parts) != set(self.parts):
+            raise ValueError(f"{type(self).__name__} state holds parts {sorted(parts) if isinstance(parts, dict) else None}, "
+                             f"this run has {sorted(self.parts)} (was it saved with another --binary-optimizer?)")
+        for k, p in self.parts.items():
+            p.load_state_dict(parts[k])
+
+
+class SplitOptimizer(_Parts):
     """Several optimizers stepped as one (``step``, ``zero_grad``, ``state_dict``, ``param_groups``).
 
     Not a ``torch.optim.Optimizer``: schedulers are attached per part (``SplitScheduler``).
@@ -68,19 +85,8 @@ class SplitOptimizer:
         for opt in self.parts.values():
             opt.step()
 
-    def state_dict(self) -> dict:
-        return {"parts": {k: opt.state_dict() for k, opt in self.parts.items()}}
 
-    def load_state_dict(self, state: dict) -> None:
-        parts = state.get("parts") if isinstance(state, dict) else None
-        if not isinstance(parts, dict) or set(parts) != set(self.parts):
-            raise ValueError(f"optimizer state holds parts {sorted(parts) if isinstance(parts, dict) else None}, "
-                             f"this run has {sorted(self.parts)} (was it saved with another --binary-optimizer?)")
-        for k, opt in self.parts.items():
-            opt.load_state_dict(parts[k])
-
-
-class SplitScheduler:
+class SplitScheduler(_Parts):
     """One cosine schedule per part of a ``SplitOptimizer``."""
 
     def __init__(self, opt: SplitOptimizer, t_max: int) -> None:
@@ -89,13 +95,6 @@ class SplitScheduler:
     def step(self) -> None:
         for s in self.parts.values():
             s.step()
-
-    def state_dict(self) -> dict:
-        return {"parts": {k: s.state_dict() for k, s in self.parts.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, s in self.parts.items():
-            s.load_state_dict(state["parts"][k])
 
 
 def make_optimizer(cfg: Any, model: torch.nn.Module) -> tuple[Any, Optional[Any]]:
