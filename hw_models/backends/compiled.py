@@ -6,8 +6,8 @@ of a chunk: for each sample and step it finds the active inputs (8-byte words at
 one's weight row (dense) or its kernel taps (conv) into integer accumulators, then applies the LIF
 rules to every neuron. ``_lif64`` writes the rules literally (trunc decays, the 24-bit wrap, the
 int32 casts, the voltage clip) and is exact for any state; ``_lif32`` is the same in 32-bit lanes,
-used only for chunks where ``core_spec.run_bounds`` (the quantizer's overflow rule) proves that
-nothing wraps, saturates or leaves int32 and the decays are shifts. Bounds also pick int32 or int64
+used only for chunks where ``core_spec.run_bounds`` (the quantizer's overflow rule) proves that the
+current never wraps (then nothing leaves int32; the clip is applied in both) and the decays are shifts. Bounds also pick int32 or int64
 accumulators. Tests run every emulator test on both engines against the reference.
 
 Layout (internal; every public result is in the network's order):
@@ -41,10 +41,26 @@ from hw_models.integer_network import IntegerNetwork, IntLayer
 
 try:  # optional: the NumPy engine is the fallback
     import numba
+    from numba.cpython.unsafe.numbers import trailing_zeros
+    from numba.extending import intrinsic
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised by the fallback test with a patched flag
     numba = None
     HAVE_NUMBA = False
+
+    def trailing_zeros(x):  # the plain-Python meaning, for the uncompiled kernels
+        return (int(x) & -int(x)).bit_length() - 1
+
+if HAVE_NUMBA:
+    @intrinsic
+    def _popcount_raw(typingctx, x):
+        """LLVM's ``ctpop`` (one ``popcnt`` instruction); numba has no popcount of its own."""
+        def codegen(context, builder, sig, args):
+            return builder.call(builder.module.declare_intrinsic("llvm.ctpop", [args[0].type]), args)
+        return x(x), codegen
+else:  # pragma: no cover
+    def _popcount_raw(x):
+        return bin(int(x)).count("1")
 
 _MAX = core_spec.MAX_UV
 _SHIFT = core_spec.DECAY_SHIFT
@@ -62,8 +78,11 @@ def _inline(fn):
 
 # columns of the per-layer parameter table handed to the kernel (LayerPlan.params)
 (P_KIND, P_CIN, P_COUT, P_K, P_IN_HWC, P_WEXP, P_KU, P_KV, P_LSH, P_RSH, P_SHU, P_MASKU, P_SHV, P_SOFF,
- P_SPAD, P_ROFF, P_NOUT, P_WOFF, P_WROWS, P_WCOLS, P_TPOFF, P_TOFF, P_NTAPS, P_DIVSH) = range(24)
-N_PARAMS = 24
+ P_SPAD, P_ROFF, P_NOUT, P_WOFF, P_WROWS, P_WCOLS, P_TPOFF, P_TOFF, P_NTAPS, P_DIVSH,
+ P_NW, P_BOFF, P_PCMIN, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_H, P_W, P_HO, P_WO) = range(37)
+N_PARAMS = 37
+POPCOUNT_WORDS = 4  # the bit-plane path packs a receptive field (K * C_in bits) into at most 4 words
+POPCOUNT_SCATTER_RATIO = 3.0  # cost of one scattered weight row / one popcount word, measured (see _popcount_min)
 
 
 @_inline
@@ -85,8 +104,10 @@ def _to_int32(x):
 def _lif64(acc, weight_exp, ku, kv, bias, vth64, u, v, s_row):
     """Rules 1 (shift, int32 cast) to 4 for one sample and step, in int64 with every wrap, cast and clip.
 
-    The general path: any decay, any state. Clears ``acc`` as it reads it (for the next step)."""
+    The general path: any decay, any state. Clears ``acc`` as it reads it (for the next step); returns the
+    number of spikes."""
     ku, kv = np.int32(ku), np.int32(kv)
+    n_spk = 0
     lsh = weight_exp if weight_exp > 0 else 0
     rsh = -weight_exp if weight_exp < 0 else 0
     for j in range(acc.shape[0]):
@@ -99,30 +120,45 @@ def _lif64(acc, weight_exp, ku, kv, bias, vth64, u, v, s_row):
         vv = min(max(vv, 1 - _MAX), _MAX - 1)
         spk = vv > vth64[j]
         s_row[j] = spk
+        n_spk += spk
         u[j] = cur
         v[j] = 0 if spk else vv
+    return n_spk
 
 
 @jit
 def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
-    """``_lif64`` where the caller has proved (``core_spec.run_bounds``) that nothing wraps, saturates or
-    leaves int32 and the decays are shifts (``trunc(x / 2**sh)``; ``mask_u = 0`` clears ``u``, du = 4095).
+    """``_lif64`` where the caller has proved (``core_spec.run_bounds``) that the current never wraps and the
+    decays are shifts (``trunc(x / 2**sh)``; ``mask_u = 0`` clears ``u``, du = 4095); returns the spike count.
 
-    Every operation is 32-bit, so LLVM vectorises it 8 lanes wide (AVX2); shift counts are masked to
-    ``< 32`` to let it narrow them."""
+    Then every value fits int32: ``|cur| < 2**23`` (no wrap), ``|v| < 2**23`` (clipped every step), ``|bias| <
+    2**23``, so ``trunc(v) + cur + bias`` stays below ``3 * 2**23`` before the clip, which is applied here as in
+    ``_lif64`` (a min and a max: it costs two vector instructions, and proving it idle forced busy layers onto
+    the int64 path). Every operation is 32-bit, so LLVM vectorises it 8 lanes wide (AVX2); shift counts are
+    masked to ``< 32`` to let it narrow them."""
     lsh, rsh, shu, shv = lsh & 31, rsh & 31, shu & 31, shv & 31
     ru = (np.int32(1) << shu) - 1
     rv = (np.int32(1) << shv) - 1
+    lo, hi = np.int32(1 - _MAX), np.int32(_MAX - 1)
+    n_spk = 0
     for j in range(acc.shape[0]):
         a = np.int32((np.int32(acc[j]) << lsh) >> rsh)
         acc[j] = 0
         uu, vj = u[j], v[j]
         cur = np.int32((a << _ACT) + (np.int32((uu + ((uu >> 31) & ru)) >> shu) & mask_u))
         vv = np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias32[j])
-        spk = np.uint8(vv > vth32[j])
-        s_row[j] = spk
+        vv = min(max(vv, lo), hi)
+        spk = np.int32(vv > vth32[j])
+        s_row[j] = np.uint8(spk)
+        n_spk += spk
         u[j] = cur
-        v[j] = vv * (np.int32(1) - np.int32(spk))
+        v[j] = vv * (np.int32(1) - spk)
+    return n_spk
+
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_HIGH1 = np.uint64(0x8080808080808080)
+_GATHER = np.uint64(0x0102040810204080)  # moves bit 8k of a word to bit 56 + k
 
 
 @_inline
@@ -130,16 +166,21 @@ def _active_inputs(xs, xs64, evbuf):
     """Indices of the nonzero entries of ``xs`` into ``evbuf``; returns their number.
 
     ``xs64`` is the same row seen as 8-byte words (uint8 rows whose length is a multiple of 8; else empty):
-    zero words are skipped whole, so a sparse row costs about one load per 8 inputs."""
+    zero words are skipped whole; in the others a byte mask of the nonzero bytes (``(w & 0x7f..) + 0x7f..``
+    sets each byte's top bit iff the byte is nonzero, without carries between bytes) is gathered into 8 bits
+    and walked with count-trailing-zeros, one iteration per active input. Testing each byte instead cost
+    twice as much at 6-11 % activity (a mispredicted branch per active byte)."""
     n = 0
     if xs64.shape[0] > 0:
         for wi in range(xs64.shape[0]):
-            if xs64[wi] != 0:
+            w = xs64[wi]
+            if w != 0:
+                bits = ((((((w & _LOW7) + _LOW7) | w) & _HIGH1) >> np.uint64(7)) * _GATHER) >> np.uint64(56)
                 base = wi * 8
-                for k in range(8):
-                    if xs[base + k] != 0:
-                        evbuf[n] = base + k
-                        n += 1
+                while bits:
+                    evbuf[n] = base + trailing_zeros(bits)
+                    n += 1
+                    bits &= bits - np.uint64(1)
     else:
         for i in range(xs.shape[0]):
             if xs[i] != 0:
@@ -209,7 +250,85 @@ def _conv_add(xs, evbuf, n_ev, wf, acc, c_in, c_out, n_k, in_hwc, div_sh, tp, tq
 
 
 @_inline
-def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs,
+def _popcount(x):
+    return np.int64(_popcount_raw(x))
+
+
+@_inline
+def _byte_mask(w):
+    """The 8 bits ``k`` = byte ``k`` of ``w`` is nonzero (see ``_active_inputs``)."""
+    return ((((((w & _LOW7) + _LOW7) | w) & _HIGH1) >> np.uint64(7)) * _GATHER) >> np.uint64(56)
+
+
+@_inline
+def _count_spikes(xs64):
+    """Active inputs of a spike row (bytes 0 or 1) seen as words: one popcount per word."""
+    n = 0
+    for wi in range(xs64.shape[0]):
+        n += _popcount(xs64[wi])
+    return n
+
+
+@jit
+def _conv_bitplane(xs64, wbits, acc, c_in, c_out, kh, kw, sh, sw, ph, pw, h, w, ho, wo):
+    """A binary (every weight ±1) conv on spikes, output by output: ``acc = 2 * popcount(x & w+) - popcount(x)``.
+
+    ``x`` is the receptive field's input bits (bit ``(ky * kW + kx) * C_in + c``, at most 4 words, gathered from
+    the channel-last spike words: one word holds 8 channels of a position), ``w+`` the same bits of the
+    weights that are +1 (``wbits`` ``(C_out, 4)``). Exact (integer counts); the sum over the receptive field
+    equals the scattered sum, ``SynOps`` are its active bits times ``C_out`` and the positions reached are
+    those with any active bit, as in ``_conv_add``. Returns ``(SynOps, active neuron updates)``. At a busy
+    step it costs about half of scattering weight rows, which is bound by scattered read-modify-writes of
+    the accumulators; at a quiet one it costs more, so ``_layer_step`` picks by the count of active inputs."""
+    cw = c_in >> 3  # words per input position
+    syn = 0
+    n_active = 0
+    for oy in range(ho):
+        for ox in range(wo):
+            x0 = np.uint64(0)
+            x1 = np.uint64(0)
+            x2 = np.uint64(0)
+            x3 = np.uint64(0)
+            for ky in range(kh):
+                iy = oy * sh - ph + ky
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sw - pw + kx
+                    if ix < 0 or ix >= w:
+                        continue
+                    base = (iy * w + ix) * cw
+                    bit = (ky * kw + kx) * c_in
+                    for j in range(cw):
+                        wd = xs64[base + j]
+                        if wd != 0:
+                            off = bit + 8 * j
+                            m = _byte_mask(wd) << np.uint64(off & 63)
+                            q = off >> 6
+                            if q == 0:
+                                x0 |= m
+                            elif q == 1:
+                                x1 |= m
+                            elif q == 2:
+                                x2 |= m
+                            else:
+                                x3 |= m
+            tot = _popcount(x0) + _popcount(x1) + _popcount(x2) + _popcount(x3)
+            if tot == 0:
+                continue
+            syn += tot
+            n_active += 1
+            a0 = (oy * wo + ox) * c_out
+            for o in range(c_out):
+                r = o * POPCOUNT_WORDS
+                pos = _popcount(x0 & wbits[r]) + _popcount(x1 & wbits[r + 1]) + _popcount(x2 & wbits[r + 2]) + \
+                    _popcount(x3 & wbits[r + 3])
+                acc[a0 + o] = 2 * pos - tot
+    return syn * c_out, n_active * c_out
+
+
+@_inline
+def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs,
                 accs, spikes, v_rec, u_rec, record, counts, evbuf, touched):
     """Layer ``k`` for sample ``b``, step ``t``, on input row ``xs``: rules 1-4 of ``core_spec``.
 
@@ -219,34 +338,42 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
     to the channel-last accumulators of that output position. Active neuron updates (neurons that received an
     event, ``hw_models.results.active_updates``): a dense layer's all when any input is active; a conv layer's
     ``C_out`` per distinct output position reached (``touched`` flags, set without a test, counted and cleared
-    after the step: a test-and-append per tap cost more).
+    after the step: a test-and-append per tap cost more). A binary conv on spikes (``par[k, P_NW] > 0``) takes
+    ``_conv_bitplane`` instead when at least ``P_PCMIN`` inputs are active.
     """
-    n_ev = _active_inputs(xs, xs64, evbuf)
-    woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
-    wf = weights[woff:woff + rows * cols]
     soff, roff, n_out = par[k, P_SOFF], par[k, P_ROFF], par[k, P_NOUT]
     acc = accs[roff:roff + n_out]
-    if par[k, P_KIND] == 0:
-        _dense_add(xs, evbuf, n_ev, wf, acc)
-        syn = n_ev * n_out
-        n_active = n_out if n_ev > 0 else 0
+    bitplane = False
+    if par[k, P_NW] > 0:  # a binary conv on spikes: count the active inputs first, then pick the cheaper path
+        n_ev = _count_spikes(xs64)
+        bitplane = n_ev >= par[k, P_PCMIN]
+    if bitplane:
+        syn, n_active = _conv_bitplane(xs64, wbits[par[k, P_BOFF]:par[k, P_BOFF] + par[k, P_COUT] * POPCOUNT_WORDS],
+                                       acc, par[k, P_CIN], par[k, P_COUT], par[k, P_KH], par[k, P_KW], par[k, P_SH],
+                                       par[k, P_SW], par[k, P_PH], par[k, P_PW], par[k, P_H], par[k, P_W],
+                                       par[k, P_HO], par[k, P_WO])
     else:
-        c_in = par[k, P_CIN]
-        hw = xs.shape[0] // c_in
-        tp = tap_ptr[par[k, P_TPOFF]:par[k, P_TPOFF] + hw + 1]
-        tq = taps[par[k, P_TOFF]:par[k, P_TOFF] + par[k, P_NTAPS]]
-        syn, n_active = _conv_add(xs, evbuf, n_ev, wf, acc, c_in, par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC],
-                                  par[k, P_DIVSH], tp, tq, touched)
+        n_ev = _active_inputs(xs, xs64, evbuf)
+        woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
+        wf = weights[woff:woff + rows * cols]
+        if par[k, P_KIND] == 0:
+            _dense_add(xs, evbuf, n_ev, wf, acc)
+            syn = n_ev * n_out
+            n_active = n_out if n_ev > 0 else 0
+        else:
+            c_in = par[k, P_CIN]
+            hw = xs.shape[0] // c_in
+            tp = tap_ptr[par[k, P_TPOFF]:par[k, P_TPOFF] + hw + 1]
+            tq = taps[par[k, P_TOFF]:par[k, P_TOFF] + par[k, P_NTAPS]]
+            syn, n_active = _conv_add(xs, evbuf, n_ev, wf, acc, c_in, par[k, P_COUT], par[k, P_K], par[k, P_IN_HWC],
+                                      par[k, P_DIVSH], tp, tq, touched)
     u, v, s_row = us[b, roff:roff + n_out], vs[b, roff:roff + n_out], spikes[b, t, soff:soff + n_out]
     if fast[k]:
-        _lif32(acc, par[k, P_LSH], par[k, P_RSH], par[k, P_SHU], par[k, P_MASKU], par[k, P_SHV],
-               bias32[roff:roff + n_out], vth32[roff:roff + n_out], u, v, s_row)
+        n_spk = _lif32(acc, par[k, P_LSH], par[k, P_RSH], par[k, P_SHU], par[k, P_MASKU], par[k, P_SHV],
+                       bias32[roff:roff + n_out], vth32[roff:roff + n_out], u, v, s_row)
     else:
-        _lif64(acc, par[k, P_WEXP], par[k, P_KU], par[k, P_KV], bias64[roff:roff + n_out], vth64[roff:roff + n_out],
-               u, v, s_row)
-    n_spk = 0
-    for j in range(n_out):
-        n_spk += s_row[j]
+        n_spk = _lif64(acc, par[k, P_WEXP], par[k, P_KU], par[k, P_KV], bias64[roff:roff + n_out],
+                       vth64[roff:roff + n_out], u, v, s_row)
     if record:
         for j in range(n_out):
             v_rec[b, t, roff + j] = v[j]
@@ -259,7 +386,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, bias64, vt
 
 
 @jit
-def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
+def _run_network(x, x64, par, fast, weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
                  spike_words, v_rec, u_rec, record, counts, evbuf, touched):
     """Every layer over every sample and step of ``x`` ``(B, T, n_in)``; one call per chunk.
 
@@ -274,15 +401,15 @@ def _run_network(x, x64, par, fast, weights, tap_ptr, taps, bias64, vth64, bias3
     # layer by layer (each layer's weights stay in cache over the whole chunk), then sample, then step
     for b in range(n_b):
         for t in range(n_t):
-            _layer_step(0, x[b, t], x64[b, t], b, t, par, fast, weights, tap_ptr, taps, bias64, vth64, bias32, vth32,
-                        us, vs, accs, spikes, v_rec, u_rec, record, counts, evbuf, touched)
+            _layer_step(0, x[b, t], x64[b, t], b, t, par, fast, weights, tap_ptr, taps, wbits, bias64, vth64, bias32,
+                        vth32, us, vs, accs, spikes, v_rec, u_rec, record, counts, evbuf, touched)
     for k in range(1, n_layers):
         so, n, pad = par[k - 1, P_SOFF], par[k - 1, P_NOUT], par[k - 1, P_SPAD]
         for b in range(n_b):
             for t in range(n_t):
                 _layer_step(k, spikes[b, t, so:so + n], spike_words[b, t, so // 8:(so + pad) // 8], b, t, par, fast,
-                            weights, tap_ptr, taps, bias64, vth64, bias32, vth32, us, vs, accs, spikes, v_rec, u_rec,
-                            record, counts, evbuf, touched)
+                            weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes, v_rec,
+                            u_rec, record, counts, evbuf, touched)
 
 
 @jit
@@ -351,6 +478,8 @@ class LayerPlan:
     hwc: Optional[tuple[int, int]]  # conv: (C_out, H_out * W_out), the channel-last state's shape
     b_max: int = 0  # max |bias|
     p32: Optional[tuple] = None  # the int32 path's (lsh, rsh, shu, mask_u, shv); None: decays not shift-only
+    bits: Optional[np.ndarray] = None  # binary conv on spikes: (C_out, POPCOUNT_WORDS) +1-weight bits (_conv_bitplane)
+    geometry: tuple = ()  # conv: (kH, kW, sH, sW, pH, pW, H, W, H_out, W_out)
 
     def __post_init__(self):
         self._safe_memo: dict = {}
@@ -373,11 +502,15 @@ class LayerPlan:
         if self.kind == "conv":
             d = self.c_in if self.in_hwc else self.n_in // self.c_in  # the divisor that splits an input index
             row[P_DIVSH] = d.bit_length() - 1 if d & (d - 1) == 0 else -1
+            row[[P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_H, P_W, P_HO, P_WO]] = self.geometry
+        if self.bits is not None:
+            row[P_NW] = POPCOUNT_WORDS
+            row[P_PCMIN] = _popcount_min(self)
         return row
 
     def int32_safe(self, a_max: int, steps: int, u_bnd: int, v_bnd: int) -> tuple[bool, int, int]:
         """Whether ``_lif32`` is exact for ``steps`` steps from state bounds ``u_bnd``/``v_bnd`` with activations
-        ``|a| <= a_max`` (``core_spec.run_bounds``: no wrap, no clip); and the bounds after those steps."""
+        ``|a| <= a_max`` (``core_spec.run_bounds``: no wrap; a clip may act); and the bounds after those steps."""
         key = (a_max, steps, u_bnd, v_bnd)
         hit = self._safe_memo.get(key)  # batches start from (0, 0); streams reach a fixed point: few keys
         if hit is None:
@@ -385,7 +518,7 @@ class LayerPlan:
             if not bounds:
                 hit = (self.p32 is not None, u_bnd, v_bnd)
             else:
-                clean = not any(b.may_wrap or b.may_clip for b in bounds)
+                clean = not any(b.may_wrap for b in bounds)  # _lif32 applies the clip itself
                 hit = (self.p32 is not None and clean, int(bounds[-1].u), int(bounds[-1].v))
             if len(self._safe_memo) > 256:
                 self._safe_memo.clear()
@@ -412,9 +545,41 @@ def _layer_plan(layer: IntLayer, in_hwc: Optional[tuple[int, int]]) -> LayerPlan
         taps = _conv_taps(layer)
         hwc = (c_out, int(layer.out_shape[1]) * int(layer.out_shape[2]))
         bias, vth64 = _to_hwc(bias, hwc), _to_hwc(vth64, hwc)
-    return LayerPlan(layer.kind, n_in, n_out, int(layer.weight_exp), core_spec.current_decay_factor(layer.du),
+    plan = LayerPlan(layer.kind, n_in, n_out, int(layer.weight_exp), core_spec.current_decay_factor(layer.du),
                      core_spec.voltage_decay_factor(layer.dv), np.ascontiguousarray(bias), np.ascontiguousarray(vth64),
                      weights, acc_bound, c_in, n_k, in_hwc is not None, taps, hwc)
+    if layer.kind == "conv":
+        plan.geometry = tuple(int(v) for v in (kh, kw, *layer.stride, *layer.padding, *layer.in_shape[1:],
+                                               *layer.out_shape[1:]))
+        if in_hwc is not None:  # its inputs are a conv layer's spikes, channel-last
+            plan.bits = _bitplane_weights(w)
+    return plan
+
+
+def _bitplane_weights(w: np.ndarray) -> Optional[np.ndarray]:
+    """``(C_out, POPCOUNT_WORDS)`` uint64: bit ``(ky * kW + kx) * C_in + c`` of row ``o`` set where
+    ``w[o, c, ky, kx] == +1``; None unless every weight is ±1, ``C_in`` is a multiple of 8 (one input word per
+    8 channels) and a receptive field fits the words."""
+    c_out, c_in, kh, kw = w.shape
+    if c_in % 8 or kh * kw * c_in > 64 * POPCOUNT_WORDS or not np.all(np.abs(w) == 1):
+        return None
+    pos = (w > 0).transpose(0, 2, 3, 1).reshape(c_out, -1)  # bit index (ky * kW + kx) * C_in + c
+    padded = np.zeros((c_out, POPCOUNT_WORDS, 64), bool)
+    padded.reshape(c_out, -1)[:, :pos.shape[1]] = pos
+    return np.ascontiguousarray(np.packbits(padded, axis=-1, bitorder="little").view("<u8")[..., 0], np.uint64)
+
+
+def _popcount_min(lp: LayerPlan) -> int:
+    """Active inputs from which ``_conv_bitplane`` is cheaper than scattering weight rows: the bit-plane pass
+    costs about ``K * C_in / 8 + C_out`` word operations per output position whatever the activity; the scatter
+    ``ceil(C_out / 8)`` row adds per tap of each active input, each ``POPCOUNT_SCATTER_RATIO`` word
+    operations (a scattered read-modify-write). A speed choice only: both are exact."""
+    kh, kw, sh, sw = lp.geometry[:4]
+    n_pos = lp.hwc[1]
+    taps_per_input = kh * kw / (sh * sw)
+    dense = n_pos * (kh * kw * lp.c_in / 8 + lp.hwc[0])
+    per_input = taps_per_input * -(-lp.hwc[0] // 8) * POPCOUNT_SCATTER_RATIO
+    return int(np.ceil(dense / per_input))
 
 
 def _transpose_last(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -476,6 +641,9 @@ class NetworkPlan:
         par[:, P_TOFF] = np.cumsum([0] + [a.size for a in taps[:-1]])
         par[:, P_NTAPS] = [a.size for a in taps]
         self.tap_ptr, self.taps = np.concatenate(ptrs), np.concatenate(taps)
+        bits = [lp.bits.reshape(-1) if lp.bits is not None else np.zeros(0, np.uint64) for lp in lps]
+        par[:, P_BOFF] = np.cumsum([0] + [a.size for a in bits[:-1]])
+        self.wbits = np.concatenate(bits + [np.zeros(1, np.uint64)])  # never empty (a typed argument)
         self.bias64 = np.concatenate([lp.bias for lp in lps])
         self.vth64 = np.concatenate([lp.vth64 for lp in lps])
         # the int32 path's registers (zeros for layers that cannot take it: they never read them)
@@ -665,7 +833,8 @@ class CompiledRun:
         spikes, words, v_rec, u_rec, counts = buf
         if not keep_spikes:
             counts.fill(0)
-        _run_network(h, _words(h), plan.par, fast, plan.weights, plan.tap_ptr, plan.taps, plan.bias64, plan.vth64,
+        _run_network(h, _words(h), plan.par, fast, plan.weights, plan.tap_ptr, plan.taps, plan.wbits, plan.bias64,
+                     plan.vth64,
                      plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words, v_rec, u_rec,
                      record_v, counts, self._evbuf, self._touched)
         if not keep_spikes:

@@ -112,3 +112,103 @@ def test_active_updates_follow_the_energy_rule(kernel):
     want = np.stack([active_updates(l, a.reshape(15, -1)).reshape(3, 5).sum(axis=1) for l, a in zip(net.layers, ins)])
     np.testing.assert_array_equal(emu.active_updates, want)
     assert 0 < want[0].sum() < 5 * net.layers[0].n_out * 3  # some, not all, conv neurons were reached
+
+
+@NO_NUMBA
+def test_a_layer_whose_voltage_clips_runs_on_the_int32_path_exactly():
+    """The clip (rule 3) no longer sends a layer to the int64 path: ``_lif32`` applies it. A non-leaking
+    layer driven by strongly negative currents saturates at ``1 - 2**23``; the plan proves it cannot wrap,
+    takes the int32 path, and matches the reference step for step (the saturation included)."""
+    from hw_models import core_spec
+
+    net = em.random_network(np.random.default_rng(11), (64,), (("dense", 16), ("dense", 3)))
+    layer = net.layers[0]
+    layer.weight_mant = np.full((16, 64), -120, np.int16)
+    layer.weight_exp, layer.du, layer.dv = 0, 4095, 0  # u cleared every step, v never decays
+    layer.bias_mant = np.zeros(16, np.int64)
+    x = np.ones((1, 40, 64), np.int64)  # |a| = 64 * 120 = 7680 per step: a << 6 = 491,520, no wrap
+    run = compiled.CompiledRun(compiled.plan_for(net), 1)
+    run.advance(x)
+    assert run._fast[0], "no wrap is possible: the layer must take the int32 path"
+    assert not core_spec.run_bounds(7680, 0, 0, 4096, 40)[-1].may_wrap
+    tr = em.run_batch(net, x, record_v=True, kernel="compiled")
+    ref = run_reference(net, x[0])
+    assert (ref.v[0] == 1 - core_spec.MAX_UV).any(), "the test should reach the clip"
+    for k in range(2):
+        np.testing.assert_array_equal(tr.v[k][0], ref.v[k])
+        np.testing.assert_array_equal(tr.u[k][0], ref.u[k])
+        np.testing.assert_array_equal(tr.spikes[k][0], ref.spikes[k])
+
+
+@NO_NUMBA
+def test_active_inputs_lists_every_nonzero_byte_in_order():
+    """The word-at-a-time scan (nonzero-byte mask, count trailing zeros) against ``np.flatnonzero``, for
+    bytes with the top bit set, the low bits only, and runs of zero words."""
+    @compiled.jit
+    def scan(xs, xs64, evbuf):
+        return compiled._active_inputs(xs, xs64, evbuf)
+
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.01, 0.3, 1.0):
+        x = np.where(rng.random(4096) < density, rng.integers(1, 256, 4096), 0).astype(np.uint8)
+        x[[5, 6, 7, 8]] = [128, 1, 255, 127]  # carries between bytes would corrupt exactly these
+        buf = np.full(4096, -1, np.int32)
+        n = scan(x, x.view(np.uint64), buf)
+        np.testing.assert_array_equal(buf[:n], np.flatnonzero(x))
+        n = scan(x, np.zeros(0, np.uint64), buf)  # the byte-by-byte path (rows not a multiple of 8)
+        np.testing.assert_array_equal(buf[:n], np.flatnonzero(x))
+
+
+def _binary_conv_net(seed):
+    rng = np.random.default_rng(seed)
+    return em.random_network(rng, (2, 12, 12), (("conv", 8, 3, 2, 1), ("conv", 16, 3, 1, 1), ("conv", 8, 2, 2, 0),
+                                                ("dense", 4)), binary_hidden=True, vth_range=(1, 3), input_max=3)
+
+
+@NO_NUMBA
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bitplane_binary_conv_equals_the_scatter_and_the_reference(seed):
+    """Binary convs fed by a conv layer's spikes (8 and 16 input channels, strides 1 and 2, a kernel that
+    does not overlap) may run as popcounts of bit planes; forced onto that path, onto the scatter, or left to
+    choose, every trace and every count (events, SynOps, updates, spikes, active updates) is the same, and
+    equals the NumPy engine and the reference."""
+    net = _binary_conv_net(seed)
+    plan = compiled.plan_for(net)
+    assert [lp.bits is not None for lp in plan.layers] == [False, True, True, False]
+    x = np.random.default_rng(seed + 10).integers(0, 4, (2, 7, 2, 12, 12))
+    chosen = plan.par[:, compiled.P_PCMIN].copy()
+    runs = {}
+    for name, pcmin in (("bitplane", 0), ("scatter", 1 << 40), ("chosen", None)):
+        plan.par[:, compiled.P_PCMIN] = chosen if pcmin is None else pcmin
+        emu = em.Emulator(net, 2, kernel="compiled")
+        runs[name] = (emu.run(x, record_v=True), emu._totals.copy())
+    plan.par[:, compiled.P_PCMIN] = chosen
+    numpy_tr = em.run_batch(net, x, record_v=True, kernel="numpy")
+    tr0, totals0 = runs["bitplane"]
+    assert 0.05 < tr0.spikes[0].mean() < 0.95 and 0.05 < tr0.spikes[1].mean() < 0.95, "the hidden layers should spike"
+    for name, (tr, totals) in runs.items():
+        np.testing.assert_array_equal(totals, totals0, err_msg=name)
+        for k in range(len(net.layers)):
+            np.testing.assert_array_equal(tr.spikes[k], tr0.spikes[k], err_msg=name)
+            np.testing.assert_array_equal(tr.v[k], numpy_tr.v[k], err_msg=name)
+            np.testing.assert_array_equal(tr.u[k], numpy_tr.u[k], err_msg=name)
+            np.testing.assert_array_equal(tr.counts[k].synops, numpy_tr.counts[k].synops, err_msg=name)
+            np.testing.assert_array_equal(tr.counts[k].input_events, numpy_tr.counts[k].input_events, err_msg=name)
+    for b in range(2):
+        ref = run_reference(net, x[b])
+        for k in range(len(net.layers)):
+            np.testing.assert_array_equal(tr0.v[k][b], ref.v[k])
+            np.testing.assert_array_equal(tr0.spikes[k][b], ref.spikes[k])
+
+
+@NO_NUMBA
+def test_bitplane_weights_pack_the_plus_one_bits_in_receptive_field_order():
+    w = -np.ones((2, 8, 3, 3), np.int64)
+    w[0, 5, 1, 2] = 1  # bit (1 * 3 + 2) * 8 + 5 = 45 of word 0
+    w[1, 7, 2, 2] = 1  # bit (2 * 3 + 2) * 8 + 7 = 71: word 1, bit 7
+    bits = compiled._bitplane_weights(w)
+    assert bits.shape == (2, compiled.POPCOUNT_WORDS) and bits.dtype == np.uint64
+    assert bits[0].tolist() == [1 << 45, 0, 0, 0] and bits[1].tolist() == [0, 1 << 7, 0, 0]
+    w[0, 0, 0, 0] = 0  # a zero weight is not binary: no bit-plane path
+    assert compiled._bitplane_weights(w) is None
+    assert compiled._bitplane_weights(np.ones((2, 4, 3, 3), np.int64)) is None  # 4 channels: not whole input words

@@ -154,12 +154,14 @@ def test_lava_whole_recording_agrees(tiny):
     assert lava.recordings[0].readout_v == emu.recordings[0].readout_v and any(emu.recordings[0].readout_v)
 
 
+@pytest.mark.parametrize("window_steps", [1, 3])  # one bin per window (no bin index), three bins
 @pytest.mark.parametrize("sensor, shape, clip, step", [
     (SensorSize(34, 34, 2), (2, 34, 34), 15, 1000),
-    (SensorSize(128, 128, 2), (2, 32, 32), 3, 250),  # downsample 4, low clip: saturation is reached
+    (SensorSize(128, 128, 2), (2, 32, 32), 3, 250),  # downsample 4 (a shift), low clip: saturation is reached
+    (SensorSize(36, 36, 2), (2, 12, 12), 15, 500),  # downsample 3: a division
     (SensorSize(20, 12, 1), (1, 12, 20), 255, 700),  # one polarity channel counts both polarities
 ])
-def test_window_binner_equals_numpy_frames(sensor, shape, clip, step):
+def test_window_binner_equals_numpy_frames(sensor, shape, clip, step, window_steps):
     """The compiled binner (uint8, saturating) gives ``InputMapping.frames``'s counts window by window."""
     from neuro_agmm.streaming.windows import window_bounds
 
@@ -170,7 +172,7 @@ def test_window_binner_equals_numpy_frames(sensor, shape, clip, step):
     m = InputMapping.fit(sensor, shape, clip, step)
     binner = m.binner(ev)
     seen, saturated = 0, False
-    for start, stop, lo, hi in window_bounds(binner.t, 3 * step, 0, 40 * step):
+    for start, stop, lo, hi in window_bounds(binner.t, window_steps * step, 0, 40 * step):
         got = binner.frames(lo, hi, start, stop)
         want = m.frames(ev[lo:hi], start, stop)
         np.testing.assert_array_equal(got, want)
