@@ -270,34 +270,34 @@ def _count_spikes(xs64):
 
 
 @jit
-def _conv_bitplane(xs64, wbits, acc, c_in, c_out, kh, kw, sh, sw, ph, pw, h, w, ho, wo):
+def _conv_bitplane(xs64, wbits, acc, c_in, c_out, kh, kw, sh, sw, ph, pw, h, w, ho, wo, n_words):
     """A binary (every weight ±1) conv on spikes, output by output: ``acc = 2 * popcount(x & w+) - popcount(x)``.
 
-    ``x`` is the receptive field's input bits (bit ``(ky * kW + kx) * C_in + c``, at most 4 words, gathered from
-    the channel-last spike words: one word holds 8 channels of a position), ``w+`` the same bits of the
-    weights that are +1 (``wbits`` ``(C_out, 4)``). Exact (integer counts); the sum over the receptive field
-    equals the scattered sum, ``SynOps`` are its active bits times ``C_out`` and the positions reached are
-    those with any active bit, as in ``_conv_add``. Returns ``(SynOps, active neuron updates)``. At a busy
-    step it costs about half of scattering weight rows, which is bound by scattered read-modify-writes of
-    the accumulators; at a quiet one it costs more, so ``_layer_step`` picks by the count of active inputs."""
+    ``x`` is the receptive field's input bits (bit ``(ky * kW + kx) * C_in + c``, ``n_words`` <= 4 words,
+    gathered from the channel-last spike words: one word holds 8 channels of a position), ``w+`` the same bits
+    of the weights that are +1 (``wbits`` rows of ``POPCOUNT_WORDS``). Exact (integer counts); the sum over the
+    receptive field equals the scattered sum, ``SynOps`` are its active bits times ``C_out`` and the positions
+    reached are those with any active bit, as in ``_conv_add``. Returns ``(SynOps, active neuron updates)``.
+    At a busy step it costs about half of scattering weight rows, which is bound by scattered
+    read-modify-writes of the accumulators; at a quiet one it costs more, so ``_layer_step`` picks by the
+    count of active inputs."""
     cw = c_in >> 3  # words per input position
     syn = 0
     n_active = 0
     for oy in range(ho):
+        iy0 = oy * sh - ph
+        ky0, ky1 = max(0, -iy0), min(kh, h - iy0)  # the taps inside the input: no test per tap
         for ox in range(wo):
+            ix0 = ox * sw - pw
+            kx0, kx1 = max(0, -ix0), min(kw, w - ix0)
             x0 = np.uint64(0)
             x1 = np.uint64(0)
             x2 = np.uint64(0)
             x3 = np.uint64(0)
-            for ky in range(kh):
-                iy = oy * sh - ph + ky
-                if iy < 0 or iy >= h:
-                    continue
-                for kx in range(kw):
-                    ix = ox * sw - pw + kx
-                    if ix < 0 or ix >= w:
-                        continue
-                    base = (iy * w + ix) * cw
+            for ky in range(ky0, ky1):
+                row = ((iy0 + ky) * w + ix0) * cw
+                for kx in range(kx0, kx1):
+                    base = row + kx * cw
                     bit = (ky * kw + kx) * c_in
                     for j in range(cw):
                         wd = xs64[base + j]
@@ -319,11 +319,18 @@ def _conv_bitplane(xs64, wbits, acc, c_in, c_out, kh, kw, sh, sw, ph, pw, h, w, 
             syn += tot
             n_active += 1
             a0 = (oy * wo + ox) * c_out
-            for o in range(c_out):
-                r = o * POPCOUNT_WORDS
-                pos = _popcount(x0 & wbits[r]) + _popcount(x1 & wbits[r + 1]) + _popcount(x2 & wbits[r + 2]) + \
-                    _popcount(x3 & wbits[r + 3])
-                acc[a0 + o] = 2 * pos - tot
+            if n_words == 1:  # one loop per word count: no popcounts of words that are always zero
+                for o in range(c_out):
+                    acc[a0 + o] = 2 * _popcount(x0 & wbits[o * POPCOUNT_WORDS]) - tot
+            elif n_words == 2:
+                for o in range(c_out):
+                    r = o * POPCOUNT_WORDS
+                    acc[a0 + o] = 2 * (_popcount(x0 & wbits[r]) + _popcount(x1 & wbits[r + 1])) - tot
+            else:
+                for o in range(c_out):
+                    r = o * POPCOUNT_WORDS
+                    acc[a0 + o] = 2 * (_popcount(x0 & wbits[r]) + _popcount(x1 & wbits[r + 1]) +
+                                       _popcount(x2 & wbits[r + 2]) + _popcount(x3 & wbits[r + 3])) - tot
     return syn * c_out, n_active * c_out
 
 
@@ -351,7 +358,7 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, wbits, bia
         syn, n_active = _conv_bitplane(xs64, wbits[par[k, P_BOFF]:par[k, P_BOFF] + par[k, P_COUT] * POPCOUNT_WORDS],
                                        acc, par[k, P_CIN], par[k, P_COUT], par[k, P_KH], par[k, P_KW], par[k, P_SH],
                                        par[k, P_SW], par[k, P_PH], par[k, P_PW], par[k, P_H], par[k, P_W],
-                                       par[k, P_HO], par[k, P_WO])
+                                       par[k, P_HO], par[k, P_WO], par[k, P_NW])
     else:
         n_ev = _active_inputs(xs, xs64, evbuf)
         woff, rows, cols = par[k, P_WOFF], par[k, P_WROWS], par[k, P_WCOLS]
@@ -410,6 +417,71 @@ def _run_network(x, x64, par, fast, weights, tap_ptr, taps, wbits, bias64, vth64
                 _layer_step(k, spikes[b, t, so:so + n], spike_words[b, t, so // 8:(so + pad) // 8], b, t, par, fast,
                             weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes, v_rec,
                             u_rec, record, counts, evbuf, touched)
+
+
+@_inline
+def _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
+    """Count events ``lo:hi`` (coordinate columns ``x``, ``y``, ``p``, time ``t``) into ``out`` ``(n_bins, P, H, W)``
+    uint8, bins ``(t - start) * n_bins // (stop - start)`` (``events.binning.bin_by_time``'s edges), coordinates
+    divided by the downsample ``f``, saturating at ``clip``. Returns ``(-1, largest count)``, or the index of the
+    first event outside the span or the sensor (nothing is dropped: the caller reports it).
+
+    Divides only where it must: a power-of-two ``f`` is the shift ``f_shift`` (floor division, like ``//``), and
+    one bin needs no bin index; three 64-bit divisions per event were most of a window's binning."""
+    span = stop - start
+    x_max = 0
+    for i in range(lo, hi):
+        ti = t[i]
+        if ti < start or ti >= stop:
+            return i, x_max
+        if f_shift >= 0:
+            xi = x[i] >> f_shift
+            yi = y[i] >> f_shift
+        else:
+            xi = x[i] // f
+            yi = y[i] // f
+        pi = p[i] if n_pol > 1 else 0
+        if xi < 0 or xi >= w or yi < 0 or yi >= h or pi < 0 or pi >= n_pol:
+            return i, x_max
+        k = ((ti - start) * n_bins) // span if n_bins > 1 else 0
+        c = out[k, pi, yi, xi]
+        if c < clip:
+            c += 1
+            out[k, pi, yi, xi] = c
+            x_max = max(x_max, np.int64(c))
+    return -1, x_max
+
+
+@jit
+def bin_events_u8(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
+    """``_count_events`` as a call of its own (``streaming.windows.WindowBinner``)."""
+    return _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out)
+
+
+@jit
+def _bin_and_run(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, frame, frame_words, x_bound,
+                 par, fast, weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
+                 spike_words, no_rec, counts, evbuf, touched):
+    """One stream window in one call: ``_count_events`` into ``frame`` (cleared first), then ``_run_network`` on
+    it (batch 1), unless an event is bad (returns its index) or a count exceeds ``x_bound``, the largest input
+    the caller's int32 proof assumed (returns -2 and runs nothing: the caller proves again and repeats).
+    Returns ``(status, largest count)``."""
+    n_in = n_pol * h * w
+    size = n_bins * n_in
+    buf = frame[:size]
+    for i in range(size):
+        buf[i] = 0
+    bad, x_max = _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip,
+                               buf.reshape((n_bins, n_pol, h, w)))
+    if bad >= 0:
+        return bad, x_max
+    if x_max > x_bound:
+        return -2, x_max
+    nw = frame_words.shape[0] // max(1, frame.shape[0] // n_in)  # words per step (0: rows not whole words)
+    _run_network(buf.reshape((1, n_bins, n_in)), frame_words[:n_bins * nw].reshape((1, n_bins, nw)), par, fast,
+                 weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes, spike_words,
+                 no_rec, no_rec, False, counts, evbuf, touched)
+    return -1, x_max
 
 
 @jit
@@ -504,7 +576,7 @@ class LayerPlan:
             row[P_DIVSH] = d.bit_length() - 1 if d & (d - 1) == 0 else -1
             row[[P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_H, P_W, P_HO, P_WO]] = self.geometry
         if self.bits is not None:
-            row[P_NW] = POPCOUNT_WORDS
+            row[P_NW] = -(-self.n_k * self.c_in // 64)  # words a receptive field takes
             row[P_PCMIN] = _popcount_min(self)
         return row
 
@@ -758,14 +830,16 @@ class CompiledRun:
         self.u_all = np.zeros((b, self.plan.record_width), np.int32)  # every layer's state, one array each
         self.v_all = np.zeros((b, self.plan.record_width), np.int32)
         self._views()
-        self.bounds = [(0, 0)] * len(lps)
+        self.bounds = ((0, 0),) * len(lps)
+        self._flags_memo: dict = {}
+        self._frames: dict = {}  # advance_events: the frame buffer (and its words) per window length
+        self._x_seen = 1  # advance_events: the largest input count seen in this stream (the proof's bound)
         self._reuse: dict = {}
         self._accs: dict = {}  # accumulators by dtype
         self._acc_dtype: dict = {}  # x_max -> accumulator dtype
         self._evbuf = np.empty(max(lp.n_in for lp in lps), np.int32)
         n_pos = max([lp.hwc[1] for lp in lps if lp.hwc] or [1])
         self._touched = np.zeros(n_pos, np.uint8)  # conv output positions reached this step (kept zero between)
-        self._fast = np.zeros(len(lps), np.bool_)
         self._retry_wait = [0] * len(lps)
         self._parts = None
         if self.workers > 1:
@@ -784,29 +858,47 @@ class CompiledRun:
         """Per layer, whether ``_lif32`` is proved exact for this chunk (``LayerPlan.int32_safe``); updates the
         carried bounds. Layers below ``RETRY_MIN_NEURONS`` do not retry from the state when the carried bounds
         fail (the reductions cost more than the int32 path saves on a readout of ten neurons); after a failed
-        retry a layer waits ``RETRY_WAIT`` calls before the next."""
-        fast = self._fast
-        bounds = self.bounds
+        retry a layer waits ``RETRY_WAIT`` calls before the next.
+
+        A stream's bounds reach a fixed point within a few steps, so the answer for ``(x_max, t, bounds)`` is
+        memoised whenever no retry took part in it (it then depends on nothing else): one lookup per window."""
         x_max = _coarse(x_max)
+        key = (x_max, t, self.bounds)
+        hit = self._flags_memo.get(key)
+        if hit is not None:
+            self.bounds = hit[1]
+            return hit[0]
+        fast = np.zeros(len(self.plan.layers), np.bool_)
+        bounds = list(self.bounds)
+        pure = True  # no retry (and no retry wait) decided anything
         for k, lp in enumerate(self.plan.layers):
             a_max = _layer_call(lp, x_max if k == 0 else 1)[1]
             ok, u_end, v_end = lp.int32_safe(a_max, t, *bounds[k])
-            if not ok and lp.p32 is not None and lp.n_out >= RETRY_MIN_NEURONS and self._retry_wait[k] == 0:
-                ok, u_end, v_end = lp.int32_safe(a_max, t, _coarse(int(np.abs(self.us[k]).max(initial=0))),
-                                                 _coarse(int(np.abs(self.vs[k]).max(initial=0))))
-                if not ok:  # the state does not prove it either: wait before paying the reductions again
-                    self._retry_wait[k] = RETRY_WAIT
-            elif self._retry_wait[k]:
-                self._retry_wait[k] -= 1
+            if not ok and lp.p32 is not None and lp.n_out >= RETRY_MIN_NEURONS:
+                pure = False
+                if self._retry_wait[k] == 0:
+                    ok, u_end, v_end = lp.int32_safe(a_max, t, _coarse(int(np.abs(self.us[k]).max(initial=0))),
+                                                     _coarse(int(np.abs(self.vs[k]).max(initial=0))))
+                    if not ok:  # the state does not prove it either: wait before paying the reductions again
+                        self._retry_wait[k] = RETRY_WAIT
+                else:
+                    self._retry_wait[k] -= 1
             bounds[k] = (_coarse(u_end), _coarse(v_end))
             fast[k] = ok
+        self.bounds = tuple(bounds)
+        if pure:
+            if len(self._flags_memo) > 256:
+                self._flags_memo.clear()
+            self._flags_memo[key] = (fast, self.bounds)
         return fast
 
-    def advance(self, x: np.ndarray, record_v: bool = False, keep_spikes: bool = True
+    def advance(self, x: np.ndarray, record_v: bool = False, keep_spikes: bool = True,
+                counts_into: Optional[np.ndarray] = None
                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray]:
         """``t`` steps on ``x`` ``(B, t, *input_shape)``: ``(spikes, v records, u records, counts (L, B, 5))``;
         spikes, records and state in storage order. ``keep_spikes=False`` reuses the spike and count buffers
-        (the caller reads only the state and counts, before the next call).
+        (the caller reads only the state and counts, before the next call). ``counts_into``: a C-ordered
+        ``(L, B, 5)`` int64 array the kernel adds this chunk's counts to (a caller's running totals).
 
         At one step per call (streams) this Python side is the fixed cost of a window; it is kept to a few
         dictionary lookups and one kernel call."""
@@ -815,27 +907,15 @@ class CompiledRun:
         plan, b, t = self.plan, x.shape[0], x.shape[1]
         h, x_max = _input_array(x)
         fast = self._fast_flags(x_max, t)
-        dt = self._acc_dtype.get(x_max)
-        if dt is None:  # int64 accumulators when any layer's sums could leave int32
-            wide = any(_layer_call(lp, x_max if k == 0 else 1)[0] == np.int64 for k, lp in enumerate(plan.layers))
-            dt = self._acc_dtype[x_max] = np.dtype(np.int64 if wide else np.int32)
-        accs = self._accs.get(dt)
-        if accs is None:
-            accs = self._accs[dt] = np.zeros(plan.record_width, dt)  # kept zero between steps by the LIF kernels
-        buf = self._reuse.get((t, record_v)) if not keep_spikes else None
-        if buf is None:
-            spikes = np.zeros((b, t, plan.spike_width), np.uint8)  # zero padding between segments
-            recs = (np.empty((b, t, plan.record_width), np.int32), np.empty((b, t, plan.record_width), np.int32)) \
-                if record_v else (_EMPTY_REC, _EMPTY_REC)
-            buf = (spikes, spikes.view(np.uint64)) + recs + (np.zeros((len(plan.layers), b, _COUNT_FIELDS), np.int64),)
-            if not keep_spikes:
-                self._reuse[(t, record_v)] = buf
-        spikes, words, v_rec, u_rec, counts = buf
-        if not keep_spikes:
+        accs = self._accumulators(x_max)
+        spikes, words, v_rec, u_rec, counts = self._buffers(b, t, record_v, reuse=not keep_spikes)
+        if counts_into is not None:
+            counts = counts_into
+        elif not keep_spikes:
             counts.fill(0)
+        self.last_fast = fast
         _run_network(h, _words(h), plan.par, fast, plan.weights, plan.tap_ptr, plan.taps, plan.wbits, plan.bias64,
-                     plan.vth64,
-                     plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words, v_rec, u_rec,
+                     plan.vth64, plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words, v_rec, u_rec,
                      record_v, counts, self._evbuf, self._touched)
         if not keep_spikes:
             return [], [], [], counts
@@ -844,6 +924,66 @@ class CompiledRun:
             return spikes_out, [], [], counts
         rseg = plan.record_segments
         return spikes_out, [v_rec[:, :, lo:hi] for lo, hi in rseg], [u_rec[:, :, lo:hi] for lo, hi in rseg], counts
+
+    def _accumulators(self, x_max: int) -> np.ndarray:
+        """The accumulators for inputs up to ``x_max``: int64 when any layer's sums could leave int32."""
+        dt = self._acc_dtype.get(x_max)
+        if dt is None:
+            wide = any(_layer_call(lp, x_max if k == 0 else 1)[0] == np.int64 for k, lp in enumerate(self.plan.layers))
+            dt = self._acc_dtype[x_max] = np.dtype(np.int64 if wide else np.int32)
+        accs = self._accs.get(dt)
+        if accs is None:
+            accs = self._accs[dt] = np.zeros(self.plan.record_width, dt)  # kept zero between steps by the LIF kernels
+        return accs
+
+    def _buffers(self, b: int, t: int, record_v: bool = False, reuse: bool = True) -> tuple:
+        """``(spikes, their words, v records, u records, counts)`` for a chunk of ``t`` steps; ``reuse``: the
+        same buffers every call (the caller reads them before the next)."""
+        buf = self._reuse.get((t, record_v)) if reuse else None
+        if buf is None:
+            plan = self.plan
+            spikes = np.zeros((b, t, plan.spike_width), np.uint8)  # zero padding between segments
+            recs = (np.empty((b, t, plan.record_width), np.int32), np.empty((b, t, plan.record_width), np.int32)) \
+                if record_v else (_EMPTY_REC, _EMPTY_REC)
+            buf = (spikes, spikes.view(np.uint64)) + recs + (np.zeros((len(plan.layers), b, _COUNT_FIELDS), np.int64),)
+            if reuse:
+                self._reuse[(t, record_v)] = buf
+        return buf
+
+    def advance_events(self, cols: tuple, lo: int, hi: int, start: int, stop: int, n_bins: int, binning: tuple,
+                       counts_into: np.ndarray) -> int:
+        """One stream window straight from events (``_bin_and_run``: binning and every layer in one call, for
+        batch 1): ``cols`` = ``(x, y, p, t)`` columns, ``binning`` = ``(f, f_shift, W, H, P, clip)`` of the frames;
+        counts are added to ``counts_into`` ``(L, 1, 5)``. Returns -1, or the index of the first event outside the
+        window or the sensor (nothing was run; the caller reports it).
+
+        The int32 proof assumes the largest count seen so far in this stream (a bound: counts only grow it);
+        a window with a larger count is proved again and repeated."""
+        if self.b != 1 or self._parts is not None:
+            raise ValueError("advance_events runs one stream (batch 1, one worker)")
+        plan = self.plan
+        f, f_shift, w, h, n_pol, clip = binning
+        n_in = n_pol * h * w
+        frame = self._frames.get(n_bins)
+        if frame is None:
+            frame = np.zeros(n_bins * n_in, np.uint8)
+            words = frame.view(np.uint64) if n_in % 8 == 0 else np.zeros(0, np.uint64)
+            frame = self._frames[n_bins] = (frame, words)
+        spikes, words, _, _, _ = self._buffers(1, n_bins)
+        accs = self._accumulators(clip)
+        while True:
+            bounds_before = self.bounds
+            fast = self._fast_flags(self._x_seen, n_bins)
+            status, x_max = _bin_and_run(cols[0], cols[1], cols[2], cols[3], lo, hi, start, stop, n_bins, f, f_shift,
+                                         w, h, n_pol, clip, frame[0], frame[1], self._x_seen, plan.par, fast,
+                                         plan.weights, plan.tap_ptr, plan.taps, plan.wbits, plan.bias64, plan.vth64,
+                                         plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words,
+                                         _EMPTY_REC, counts_into, self._evbuf, self._touched)
+            if status != -2:
+                self.last_fast = fast
+                return int(status)
+            self.bounds = bounds_before  # that proof was for a smaller bound, and nothing ran: prove again
+            self._x_seen = int(x_max)
 
     def _advance_parts(self, x, record_v):
         with ThreadPoolExecutor(len(self._parts)) as pool:

@@ -560,9 +560,12 @@ class Emulator:
         if self.kernel == "compiled":  # state (B, n) per layer in storage order: compiled.CompiledRun
             self._run = compiled.CompiledRun(self._plan, b, self.workers)
             self._totals = np.zeros((len(self._plan.layers), 5, b), np.int64)
+            self._totals_b1 = self._totals.reshape(len(self._plan.layers), 1, 5) if b == 1 else None
             self.counts = [LayerCounts.of_rows(rows) for rows in self._totals]
+            self.last_paths = ["compiled"] * len(self._plan.layers)
             self.steps = 0
             return
+        self._totals_b1 = None
         # int32 state: u is wrapped to 24 bits (and cast to int32), v clipped to 24 bits, so both fit
         self._u = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
         self._v = [np.zeros((plan.n_out, b), np.int32) for plan in self._plans]
@@ -742,17 +745,36 @@ class Emulator:
                           ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
         plan = self._plan
         t = chunk.shape[1]
+        self.steps += t
+        if reuse_spikes and self.batch_size == 1 and self._run._parts is None:
+            # the lean stream call: the kernel adds to the running totals themselves ((L, 5, 1) is (L, 1, 5) in
+            # memory), no per-chunk objects
+            self._run.advance(chunk, record_v, keep_spikes=False, counts_into=self._totals_b1)
+            return [], [], [], []
         s, vr, ur, c = self._run.advance(chunk, record_v, keep_spikes=not reuse_spikes)
         rows = c.transpose(0, 2, 1)
         self._totals += rows
         self.last_paths = ["compiled"] * len(plan.layers)
-        self.steps += t
-        if reuse_spikes:  # the lean stream call: running totals only (self.counts), no per-chunk objects
+        if reuse_spikes:  # running totals only (self.counts), no per-chunk objects
             return [], [], [], []
         nat = plan.to_natural
         return ([nat(k, x) for k, x in enumerate(s)], [nat(k, x) for k, x in enumerate(vr)],
                 [nat(k, x) for k, x in enumerate(ur)],
                 [LayerCounts.of_rows(r) for r in np.ascontiguousarray(rows)])
+
+    def advance_events(self, cols: tuple, lo: int, hi: int, start: int, stop: int, n_steps: int,
+                       binning: tuple) -> bool:
+        """One stream window straight from events, binned and run in one compiled call
+        (``compiled.CompiledRun.advance_events``; ``cols``, ``binning``: see there); running counters only.
+        Returns False, having run nothing, where that path does not apply (NumPy engine, batch > 1, workers, a
+        window shorter than a step) or an event is outside the window or the sensor: the caller then bins
+        frames itself (and reports the event)."""
+        if self.kernel != "compiled" or self._totals_b1 is None or self._run._parts is not None or n_steps < 1:
+            return False
+        if self._run.advance_events(cols, lo, hi, start, stop, n_steps, binning, self._totals_b1) >= 0:
+            return False
+        self.steps += n_steps
+        return True
 
     def account_idle(self, n_steps: int) -> None:
         """Count ``n_steps`` input-free steps that leave the state unchanged (a fixed point the caller

@@ -107,6 +107,7 @@ def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int, skip_
     t = binner.t
     per_window = window_us // mapping.step_us
     can_skip = skip_idle and hasattr(stepper, "state") and hasattr(stepper, "idle")
+    run_window = getattr(stepper, "run_window", None)  # bins and runs a window in one call, where it can
     at_rest = False
     lo, start = 0, int(t0)
     while start < t_end:
@@ -122,16 +123,17 @@ def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int, skip_
                 continue
         stop = min(start + window_us, t_end)
         w0 = time.perf_counter()
-        frames = binner.frames(lo, hi, start, stop)
         before = stepper.state() if can_skip and lo == hi else None
-        v = stepper.run(frames)
+        v = run_window(binner, lo, hi, start, stop) if run_window is not None else None
+        if v is None:  # bin the frames here (a backend without the one-call path, or an event to report)
+            v = stepper.run(binner.frames(lo, hi, start, stop))
         lat = time.perf_counter() - w0
         if before is not None:
             after = stepper.state()
             at_rest = all(np.array_equal(a, b) for a, b in zip(before, after))
         else:
             at_rest = False
-        n_steps += len(frames)
+        n_steps += (stop - start) // mapping.step_us
         windows.append(WindowResult(stop - t0, hi - lo, lat, int(np.argmax(v))))
         lo, start = hi, start + window_us
     wall = time.perf_counter() - start_wall

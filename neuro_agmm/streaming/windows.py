@@ -99,9 +99,10 @@ class InputMapping:
 class WindowBinner:
     """``InputMapping.frames`` for windows ``lo:hi`` of one recording, from its columns taken once.
 
-    With numba, one compiled pass over the window's events counts straight into a uint8 frame, saturating
-    at the clip (the NumPy route builds int64 index arrays, a bincount over every pixel and a clip: ten
-    calls per window). Results equal ``frames`` (tested); any event outside the span or the sensor goes to
+    With numba, one compiled pass over the window's events (``compiled.bin_events_u8``) counts straight into a
+    uint8 frame, saturating at the clip (the NumPy route builds int64 index arrays, a bincount over every pixel
+    and a clip: ten calls per window). The emulator stepper takes ``cols``, ``t`` and ``binning`` to bin and run
+    a window in one call (``EmulatorStepper.run_window``). Results equal ``frames`` (tested); any event outside the span or the sensor goes to
     ``frames``, which raises its error. Clips above 255 use ``frames``.
     """
 
@@ -114,6 +115,8 @@ class WindowBinner:
         self.compiled = compiled.HAVE_NUMBA and mapping.clip <= 255
         f = mapping.downsample
         self.f_shift = f.bit_length() - 1 if f & (f - 1) == 0 else -1  # a power of two divides by a shift
+        w, h, p = self.out_size
+        self.binning = (f, self.f_shift, w, h, p, mapping.clip)  # compiled.CompiledRun.advance_events's spec
 
     def frames(self, lo: int, hi: int, start: int, stop: int) -> np.ndarray:
         m = self.mapping
@@ -121,36 +124,10 @@ class WindowBinner:
         if self.compiled:
             w, h, p = self.out_size
             out = np.zeros((n, p, h, w), np.uint8)
-            bad = _bin_window_u8(self.cols[0], self.cols[1], self.cols[2], self.t, lo, hi, start, stop, n,
-                                 m.downsample, self.f_shift, w, h, p, m.clip, out)
+            bad, _ = compiled.bin_events_u8(self.cols[0], self.cols[1], self.cols[2], self.t, lo, hi, start, stop, n,
+                                            m.downsample, self.f_shift, w, h, p, m.clip, out)
             if bad < 0:
                 return out
         return m.frames(self.events[lo:hi], start, stop)
 
 
-@compiled.jit
-def _bin_window_u8(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
-    """Count events ``lo:hi`` into ``out`` ``(n_bins, P, H, W)`` uint8 with ``bin_by_time``'s edges, saturating at
-    ``clip``; returns -1, or the index of the first event outside the span or the sensor (nothing is dropped).
-
-    Divides only where it must: a power-of-two downsample ``f`` is the shift ``f_shift`` (floor division, like
-    ``//``), and one bin needs no bin index. Three 64-bit divisions per event were most of a window's binning."""
-    span = stop - start
-    for i in range(lo, hi):
-        ti = t[i]
-        if ti < start or ti >= stop:
-            return i
-        if f_shift >= 0:
-            xi = x[i] >> f_shift
-            yi = y[i] >> f_shift
-        else:
-            xi = x[i] // f
-            yi = y[i] // f
-        pi = p[i] if n_pol > 1 else 0
-        if xi < 0 or xi >= w or yi < 0 or yi >= h or pi < 0 or pi >= n_pol:
-            return i
-        k = ((ti - start) * n_bins) // span if n_bins > 1 else 0
-        c = out[k, pi, yi, xi]
-        if c < clip:
-            out[k, pi, yi, xi] = c + 1
-    return -1

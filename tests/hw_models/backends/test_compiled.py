@@ -129,7 +129,7 @@ def test_a_layer_whose_voltage_clips_runs_on_the_int32_path_exactly():
     x = np.ones((1, 40, 64), np.int64)  # |a| = 64 * 120 = 7680 per step: a << 6 = 491,520, no wrap
     run = compiled.CompiledRun(compiled.plan_for(net), 1)
     run.advance(x)
-    assert run._fast[0], "no wrap is possible: the layer must take the int32 path"
+    assert run.last_fast[0], "no wrap is possible: the layer must take the int32 path"
     assert not core_spec.run_bounds(7680, 0, 0, 4096, 40)[-1].may_wrap
     tr = em.run_batch(net, x, record_v=True, kernel="compiled")
     ref = run_reference(net, x[0])

@@ -254,3 +254,54 @@ def test_an_empty_recording_is_reported(tmp_path, digits_model):
     res = infer(path, tmp_path / "empty.npz")
     assert res.recordings[0].n_events == 0
     assert any("hold no events" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not __import__("hw_models.backends.compiled", fromlist=["x"]).HAVE_NUMBA, reason="needs numba")
+@pytest.mark.parametrize("window_steps", [1, 3])
+def test_one_call_windows_equal_binning_frames_then_running_them(window_steps):
+    """``EmulatorStepper.run_window`` (binning and every layer in one compiled call) gives, window by window,
+    the readout, prediction, state and every counter of binning frames and running them; including windows
+    whose counts exceed every earlier one (the int32 proof is redone) and a binary conv on the bit-plane path."""
+    from hw_models.backends import emulator as em
+    from neuro_agmm.streaming.run import Recording, stream
+    from neuro_agmm.streaming.steppers import EmulatorStepper
+
+    rng = np.random.default_rng(3)
+    net = em.random_network(rng, (2, 16, 16), (("conv", 8, 3, 2, 1), ("conv", 8, 3, 1, 1), ("dense", 5)),
+                            binary_hidden=True, vth_range=(1, 4), input_max=15)
+    sensor, step = SensorSize(16, 16, 2), 1000
+    n = 6000  # the rate ramps up: later windows hold larger counts per pixel than any before them
+    t = np.sort((np.sqrt(rng.random(n)) * 60_000).astype(np.int64))
+    ev = sort_by_time(make_events(rng.integers(0, 16, n), rng.integers(0, 16, n), t, rng.integers(0, 2, n)))
+    m = InputMapping.fit(sensor, (2, 16, 16), 15, step)
+    rec = Recording("ramp", ev, sensor, None, 0, 60_000)
+
+    class FramesOnly(EmulatorStepper):
+        run_window = None  # the frames path
+
+    fused, frames = EmulatorStepper(net), FramesOnly(net)
+    a = stream(fused, m, rec, window_steps * step, skip_idle=False)
+    b = stream(frames, m, rec, window_steps * step, skip_idle=False)
+    run = fused.emu._run
+    assert run._frames, "the one-call path should have run"
+    assert run._x_seen > 2, "counts should have grown past the first proof's bound"
+    assert [w.prediction for w in a.windows] == [w.prediction for w in b.windows]
+    assert a.readout_v == b.readout_v and a.n_steps == b.n_steps == 60
+    np.testing.assert_array_equal(fused.emu._totals, frames.emu._totals)
+    for x, y in zip(fused.state(), frames.state()):
+        np.testing.assert_array_equal(x, y)
+    assert fused.counts()["synops"] > 0 and fused.emu.steps == frames.emu.steps
+    assert min(s.mean() for s in [fused.emu._totals[k, 3] for k in range(2)]) > 0, "hidden layers should spike"
+
+
+def test_one_call_windows_still_report_events_outside_the_sensor():
+    from hw_models.backends import emulator as em
+    from neuro_agmm.streaming.run import Recording, stream
+    from neuro_agmm.streaming.steppers import EmulatorStepper
+
+    net = em.random_network(np.random.default_rng(0), (2, 8, 8), (("conv", 4, 3, 2, 1), ("dense", 3)))
+    sensor = SensorSize(8, 8, 2)
+    ev = make_events([1, 2, 9], [1, 2, 3], [10, 1500, 2500], [0, 1, 1])  # x = 9: outside an 8-wide sensor
+    rec = Recording("bad", ev, sensor, None, 0, 3000)
+    with pytest.raises(ValueError, match="outside sensor"):
+        stream(EmulatorStepper(net), InputMapping.fit(sensor, (2, 8, 8), 15, 1000), rec, 1000)
