@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hw_models import geometry  # noqa: E402
 from hw_models import core_spec
 from random_nets import lif_step as _lif_step
-from hw_models.backends import emulator as em
+from hw_models.backends import compiled, emulator as em
 from hw_models.integer_network import IntegerNetwork, IntLayer
 from hw_models.backends.reference import run_reference
 
@@ -30,17 +30,21 @@ LAYOUTS = [
     ((2, 7, 6), (("conv", 3, 3, 2, 1), ("dense", 5))),
     ((1, 8, 8), (("conv", 4, 3, 1, 1), ("conv", 3, 2, 2, 0), ("dense", 4))),
     ((3, 5, 9), (("conv", 2, 3, 2, 2), ("conv", 2, 1, 1, 0), ("dense", 3))),
+    # binary convs fed by 8 and 16 spike channels: the compiled kernel's bit-plane path (2 words, then 1)
+    ((2, 9, 9), (("conv", 8, 3, 2, 1), ("conv", 16, 3, 1, 1), ("conv", 4, 2, 1, 0), ("dense", 3))),
 ]
 
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), layout=st.sampled_from(LAYOUTS), t_steps=st.integers(1, 8),
        density=st.floats(0.0, 1.0), imax=st.integers(1, 20), sparse=st.sampled_from([0.0, 1.0, em.SPARSE_THRESHOLD]),
-       binary=st.booleans(), kernel=st.sampled_from(KERNELS))
-def test_random_networks_bit_exact(seed, layout, t_steps, density, imax, sparse, binary, kernel):
+       binary=st.booleans(), kernel=st.sampled_from(KERNELS), bitplane=st.booleans())
+def test_random_networks_bit_exact(seed, layout, t_steps, density, imax, sparse, binary, kernel, bitplane):
     rng = np.random.default_rng(seed)
     shape, layers = layout
     net = em.random_network(rng, shape, layers, vth_range=(1, 24), binary_hidden=binary, input_max=imax)
+    if kernel == "compiled" and bitplane and compiled.HAVE_NUMBA:  # every eligible layer on the bit-plane path
+        compiled.plan_for(net).par[:, compiled.P_PCMIN] = 0
     b = 3
     x = rng.integers(0, imax + 1, (b, t_steps) + shape) * (rng.random((b, t_steps) + shape) < density)
     tr = em.run_batch(net, x, record_v=True, sparse_threshold=sparse, kernel=kernel)
