@@ -89,8 +89,9 @@ def _inline(fn):
 # columns of the per-layer parameter table handed to the kernel (LayerPlan.params)
 (P_KIND, P_CIN, P_COUT, P_K, P_IN_HWC, P_WEXP, P_KU, P_KV, P_LSH, P_RSH, P_SHU, P_MASKU, P_SHV, P_SOFF,
  P_SPAD, P_ROFF, P_NOUT, P_WOFF, P_WROWS, P_WCOLS, P_TPOFF, P_TOFF, P_NTAPS, P_DIVSH,
- P_NW, P_BOFF, P_PCMIN, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_H, P_W, P_HO, P_WO) = range(37)
-N_PARAMS = 37
+ P_NW, P_BOFF, P_PCMIN, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_H, P_W, P_HO, P_WO, P_R32OFF, P_R32LEN) = range(39)
+N_PARAMS = 39
+REG_TILE = 64  # int32 registers that repeat with the channel (conv, channel-last) are stored as one 64-entry tile
 POPCOUNT_WORDS = 4  # the bit-plane path packs a receptive field (K * C_in bits) into at most 4 words
 POPCOUNT_SCATTER_RATIO = 3.0  # cost of one scattered weight row / one popcount word, measured (see _popcount_min)
 
@@ -145,12 +146,30 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
     2**23``, so ``trunc(v) + cur + bias`` stays below ``3 * 2**23`` before the clip, which is applied here as in
     ``_lif64`` (a min and a max: it costs two vector instructions, and proving it idle forced busy layers onto
     the int64 path). Every operation is 32-bit, so LLVM vectorises it 8 lanes wide (AVX2); shift counts are
-    masked to ``< 32`` to let it narrow them."""
+    masked to ``< 32`` to let it narrow them. ``bias32``/``vth32`` of ``REG_TILE`` entries (``LayerPlan.reg_tile``)
+    hold registers that repeat every ``REG_TILE`` neurons."""
     lsh, rsh, shu, shv = lsh & 31, rsh & 31, shu & 31, shv & 31
     ru = (np.int32(1) << shu) - 1
     rv = (np.int32(1) << shv) - 1
     lo, hi = np.int32(1 - _MAX), np.int32(_MAX - 1)
     n_spk = 0
+    if mask_u == 0 and bias32.shape[0] == REG_TILE and acc.shape[0] % REG_TILE == 0:
+        # registers as one tile of REG_TILE (they repeat with the channel): 8 bytes a neuron less to stream
+        for blk in range(acc.shape[0] // REG_TILE):
+            j0 = blk * REG_TILE
+            for i in range(REG_TILE):
+                j = j0 + i
+                cur = np.int32(np.int32((np.int32(acc[j]) << lsh) >> rsh) << _ACT)
+                acc[j] = 0
+                vj = v[j]
+                vv = np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias32[i])
+                vv = min(max(vv, lo), hi)
+                spk = np.int32(vv > vth32[i])
+                s_row[j] = np.uint8(spk)
+                n_spk += spk
+                u[j] = cur
+                v[j] = vv * (np.int32(1) - spk)
+        return n_spk
     if mask_u == 0:  # du = 4095 (the usual setting): u is this step's input alone, and is not read
         for j in range(acc.shape[0]):
             cur = np.int32(np.int32((np.int32(acc[j]) << lsh) >> rsh) << _ACT)
@@ -400,7 +419,8 @@ def _layer_step(k, xs, xs64, b, t, par, fast, weights, tap_ptr, taps, wbits, bia
     u, v, s_row = us[b, roff:roff + n_out], vs[b, roff:roff + n_out], spikes[b, t, soff:soff + n_out]
     if fast[k]:
         n_spk = _lif32(acc, par[k, P_LSH], par[k, P_RSH], par[k, P_SHU], par[k, P_MASKU], par[k, P_SHV],
-                       bias32[roff:roff + n_out], vth32[roff:roff + n_out], u, v, s_row)
+                       bias32[par[k, P_R32OFF]:par[k, P_R32OFF] + par[k, P_R32LEN]],
+                       vth32[par[k, P_R32OFF]:par[k, P_R32OFF] + par[k, P_R32LEN]], u, v, s_row)
     else:
         n_spk = _lif64(acc, par[k, P_WEXP], par[k, P_KU], par[k, P_KV], bias64[roff:roff + n_out],
                        vth64[roff:roff + n_out], u, v, s_row)
@@ -603,6 +623,21 @@ class LayerPlan:
             row[P_PCMIN] = _popcount_min(self)
         return row
 
+    def int32_registers(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(bias, threshold)`` for ``_lif32`` (int32, storage order): one ``REG_TILE`` tile where they repeat
+        every ``REG_TILE`` neurons and u is cleared each step (a conv's per-channel registers, channel-last),
+        else one per neuron; zero-length where the layer never takes the int32 path."""
+        if self.p32 is None:
+            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+        b, v = self.bias.astype(np.int32), self.vth64.astype(np.int32)
+        n = self.n_out
+        if self.p32[3] == 0 and n % REG_TILE == 0 and n > REG_TILE:
+            tb, tv = b[:REG_TILE], v[:REG_TILE]
+            if np.array_equal(b.reshape(-1, REG_TILE), np.broadcast_to(tb, (n // REG_TILE, REG_TILE))) and \
+                    np.array_equal(v.reshape(-1, REG_TILE), np.broadcast_to(tv, (n // REG_TILE, REG_TILE))):
+                return tb.copy(), tv.copy()
+        return b, v
+
     def int32_safe(self, a_max: int, steps: int, u_bnd: int, v_bnd: int) -> tuple[bool, int, int]:
         """Whether ``_lif32`` is exact for ``steps`` steps from state bounds ``u_bnd``/``v_bnd`` with activations
         ``|a| <= a_max`` (``core_spec.run_bounds``: no wrap; a clip may act); and the bounds after those steps."""
@@ -742,10 +777,11 @@ class NetworkPlan:
         self.bias64 = np.concatenate([lp.bias for lp in lps])
         self.vth64 = np.concatenate([lp.vth64 for lp in lps])
         # the int32 path's registers (zeros for layers that cannot take it: they never read them)
-        self.bias32 = np.concatenate([lp.bias.astype(np.int32) if lp.p32 else np.zeros(lp.n_out, np.int32)
-                                      for lp in lps])
-        self.vth32 = np.concatenate([lp.vth64.astype(np.int32) if lp.p32 else np.zeros(lp.n_out, np.int32)
-                                     for lp in lps])
+        regs = [lp.int32_registers() for lp in lps]
+        par[:, P_R32LEN] = [b.size for b, _ in regs]
+        par[:, P_R32OFF] = np.cumsum([0] + [b.size for b, _ in regs[:-1]])
+        self.bias32 = np.concatenate([b for b, _ in regs] + [np.zeros(1, np.int32)])
+        self.vth32 = np.concatenate([v for _, v in regs] + [np.zeros(1, np.int32)])
 
     def to_natural(self, k: int, arr: np.ndarray) -> np.ndarray:
         """Layer ``k``'s values (state or spikes) in storage order (last axis) in the network's order."""

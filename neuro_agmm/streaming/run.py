@@ -189,7 +189,9 @@ class _Job:
             self.stepper = STEPPERS["emulator"](self.net)
         elif self.backend == "torch":
             self.stepper = STEPPERS["torch"](self.art)
-        if self.stepper is not None:  # compile / load the kernels before the first timed window
+        if hasattr(self.stepper, "warm"):  # compile / load the kernels before the first timed window
+            self.stepper.warm()
+        elif self.stepper is not None:
             self.stepper.run(np.zeros((1,) + tuple(self.art.input_shape), np.uint8))
             self.stepper.reset()
         return self

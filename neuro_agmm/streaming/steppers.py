@@ -59,6 +59,20 @@ class EmulatorStepper:
             self.emu.advance(frames[None], keep_spikes=False)  # counters only: the cheap call
         return self.emu.readout_v()[0].astype(np.int64)
 
+    def warm(self) -> None:
+        """Load (or compile) the kernels before the first timed window, then reset: a step of zeros, and an
+        empty window of event columns of ``events.types.EVENT_DTYPE`` (every recording's column types)."""
+        from neuro_agmm.events.types import make_events
+
+        shape = tuple(self.net.input_shape)
+        self.run(np.zeros((1,) + shape, np.uint8))
+        if len(shape) == 3:
+            ev = make_events([], [], [], [])
+            p, h, w = shape
+            self.emu.advance_events(tuple(np.ascontiguousarray(ev[f]) for f in ("x", "y", "p", "t")), 0, 0, 0, 1, 1,
+                                    (1, 0, w, h, p, 15))
+        self.reset()
+
     def run_window(self, binner, lo: int, hi: int, start: int, stop: int) -> Optional[np.ndarray]:
         """Events ``lo:hi`` of ``binner``'s recording as the window ``[start, stop)``, binned and run in one
         compiled call (``Emulator.advance_events``): the readout voltage, or None where that path does not apply

@@ -212,3 +212,33 @@ def test_bitplane_weights_pack_the_plus_one_bits_in_receptive_field_order():
     w[0, 0, 0, 0] = 0  # a zero weight is not binary: no bit-plane path
     assert compiled._bitplane_weights(w) is None
     assert compiled._bitplane_weights(np.ones((2, 4, 3, 3), np.int64)) is None  # 4 channels: not whole input words
+
+
+@NO_NUMBA
+def test_per_channel_registers_are_stored_as_one_tile_and_stay_exact():
+    """Conv layers whose thresholds and biases depend on the channel only (as the quantizer makes them) keep
+    one 64-entry tile of int32 registers (channel-last, they repeat every 64 neurons); the run equals the
+    reference. Per-neuron registers stay per neuron."""
+    rng = np.random.default_rng(7)
+    net = em.random_network(rng, (2, 16, 16), (("conv", 8, 3, 2, 1), ("conv", 16, 3, 1, 1), ("dense", 4)),
+                            vth_range=(1, 6), input_max=3)
+    for layer in net.layers[:2]:
+        c, hw = layer.out_shape[0], layer.out_shape[1] * layer.out_shape[2]
+        layer.du, layer.dv = 4095, 2048  # u cleared every step, v halved: the int32 path's tiled loop
+        layer.vth = np.repeat(rng.integers(1, 6, c), hw)
+        layer.bias_mant = np.repeat(rng.integers(-3, 4, c), hw).astype(np.asarray(layer.bias_mant).dtype)
+        layer.bias_exp = np.zeros(layer.n_out, np.asarray(layer.bias_exp).dtype)
+    net.layers[2].vth = rng.integers(1, 6, 4)
+    plan = compiled.plan_for(net)
+    lens = plan.par[:, compiled.P_R32LEN].tolist()
+    assert lens[:2] == [compiled.REG_TILE, compiled.REG_TILE] and lens[2] in (0, 4)
+    x = rng.integers(0, 4, (2, 9, 2, 16, 16))
+    tr = em.run_batch(net, x, record_v=True, kernel="compiled")
+    run = compiled.CompiledRun(plan, 2)
+    assert run.advance(x)[0][0].any(), "layer 0 should spike"
+    assert run.last_fast[:2].all(), "the tiled layers should run on the int32 path"
+    for b in range(2):
+        ref = run_reference(net, x[b])
+        for k in range(3):
+            np.testing.assert_array_equal(tr.v[k][b], ref.v[k])
+            np.testing.assert_array_equal(tr.spikes[k][b], ref.spikes[k])
