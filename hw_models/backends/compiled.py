@@ -463,27 +463,31 @@ def _run_network(x, x64, par, fast, weights, tap_ptr, taps, wbits, bias64, vth64
 
 
 @_inline
-def _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
-    """Count events ``lo:hi`` (coordinate columns ``x``, ``y``, ``p``, time ``t``) into ``out`` ``(n_bins, P, H, W)``
-    uint8, bins ``(t - start) * n_bins // (stop - start)`` (``events.binning.bin_by_time``'s edges), coordinates
-    divided by the downsample ``f``, saturating at ``clip``. Returns ``(-1, largest count)``, or the index of the
-    first event outside the span or the sensor (nothing is dropped: the caller reports it).
+def _count_events(ev, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
+    """Count events ``ev[lo:hi]`` (a structured array with fields ``x``, ``y``, ``t``, ``p``, read in place)
+    into ``out`` ``(n_bins, P, H, W)`` uint8, bins ``(t - start) * n_bins // (stop - start)``
+    (``events.binning.bin_by_time``'s edges), coordinates divided by the downsample ``f``, saturating at
+    ``clip``. Returns ``(-1, largest count)``, or the index of the first event outside the span or the sensor
+    (nothing is dropped: the caller reports it).
 
     Divides only where it must: a power-of-two ``f`` is the shift ``f_shift`` (floor division, like ``//``), and
-    one bin needs no bin index; three 64-bit divisions per event were most of a window's binning."""
+    one bin needs no bin index; three 64-bit divisions per event were most of a window's binning. Reading the
+    records in place (one stream of 13-byte records) was twice as fast as four copied columns, and saves
+    copying them (a tenth of a 1 s DVS128 stream's wall time at 2e6 events/s)."""
     span = stop - start
     x_max = 0
     for i in range(lo, hi):
-        ti = t[i]
+        e = ev[i]
+        ti = e.t
         if ti < start or ti >= stop:
             return i, x_max
         if f_shift >= 0:
-            xi = x[i] >> f_shift
-            yi = y[i] >> f_shift
+            xi = e.x >> f_shift
+            yi = e.y >> f_shift
         else:
-            xi = x[i] // f
-            yi = y[i] // f
-        pi = p[i] if n_pol > 1 else 0
+            xi = e.x // f
+            yi = e.y // f
+        pi = e.p if n_pol > 1 else 0
         if xi < 0 or xi >= w or yi < 0 or yi >= h or pi < 0 or pi >= n_pol:
             return i, x_max
         k = ((ti - start) * n_bins) // span if n_bins > 1 else 0
@@ -496,13 +500,26 @@ def _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_p
 
 
 @jit
-def bin_events_u8(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
+def bin_events_u8(ev, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out):
     """``_count_events`` as a call of its own (``streaming.windows.WindowBinner``)."""
-    return _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out)
+    return _count_events(ev, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, out)
 
 
 @jit
-def _bin_and_run(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, frame, frame_words, x_bound,
+def search_time(ev, lo, stop):
+    """The first index ``>= lo`` of the time-sorted records ``ev`` whose ``t`` is ``>= stop`` (binary search)."""
+    hi = ev.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ev[mid].t < stop:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@jit
+def _bin_and_run(ev, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip, frame, frame_words, x_bound,
                  par, fast, weights, tap_ptr, taps, wbits, bias64, vth64, bias32, vth32, us, vs, accs, spikes,
                  spike_words, no_rec, counts, evbuf, touched):
     """One stream window in one call: ``_count_events`` into ``frame`` (cleared first), then ``_run_network`` on
@@ -514,7 +531,7 @@ def _bin_and_run(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_po
     buf = frame[:size]
     for i in range(size):
         buf[i] = 0
-    bad, x_max = _count_events(x, y, p, t, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip,
+    bad, x_max = _count_events(ev, lo, hi, start, stop, n_bins, f, f_shift, w, h, n_pol, clip,
                                buf.reshape((n_bins, n_pol, h, w)))
     if bad >= 0:
         return bad, x_max
@@ -1009,10 +1026,12 @@ class CompiledRun:
                 self._reuse[(t, record_v)] = buf
         return buf
 
-    def advance_events(self, cols: tuple, lo: int, hi: int, start: int, stop: int, n_bins: int, binning: tuple,
-                       counts_into: np.ndarray) -> int:
+    def advance_events(self, events: np.ndarray, lo: int, hi: int, start: int, stop: int, n_bins: int,
+                       binning: tuple, counts_into: np.ndarray) -> int:
         """One stream window straight from events (``_bin_and_run``: binning and every layer in one call, for
-        batch 1): ``cols`` = ``(x, y, p, t)`` columns, ``binning`` = ``(f, f_shift, W, H, P, clip)`` of the frames;
+        batch 1): ``events`` a C-contiguous structured array with integer fields ``x``, ``y``, ``t``, ``p`` (read in
+        place; ``events.types.EVENT_DTYPE``: one compiled signature), ``binning`` = ``(f, f_shift, W, H, P,
+        clip)`` of the frames;
         counts are added to ``counts_into`` ``(L, 1, 5)``. Returns -1, or the index of the first event outside the
         window or the sensor (nothing was run; the caller reports it).
 
@@ -1033,7 +1052,7 @@ class CompiledRun:
         while True:
             bounds_before = self.bounds
             fast = self._fast_flags(self._x_seen, n_bins)
-            status, x_max = _bin_and_run(cols[0], cols[1], cols[2], cols[3], lo, hi, start, stop, n_bins, f, f_shift,
+            status, x_max = _bin_and_run(events, lo, hi, start, stop, n_bins, f, f_shift,
                                          w, h, n_pol, clip, frame[0], frame[1], self._x_seen, plan.par, fast,
                                          plan.weights, plan.tap_ptr, plan.taps, plan.wbits, plan.bias64, plan.vth64,
                                          plan.bias32, plan.vth32, self.u_all, self.v_all, accs, spikes, words,

@@ -762,16 +762,16 @@ class Emulator:
                 [nat(k, x) for k, x in enumerate(ur)],
                 [LayerCounts.of_rows(r) for r in np.ascontiguousarray(rows)])
 
-    def advance_events(self, cols: tuple, lo: int, hi: int, start: int, stop: int, n_steps: int,
+    def advance_events(self, events: np.ndarray, lo: int, hi: int, start: int, stop: int, n_steps: int,
                        binning: tuple) -> bool:
         """One stream window straight from events, binned and run in one compiled call
-        (``compiled.CompiledRun.advance_events``; ``cols``, ``binning``: see there); running counters only.
+        (``compiled.CompiledRun.advance_events``; ``events``, ``binning``: see there); running counters only.
         Returns False, having run nothing, where that path does not apply (NumPy engine, batch > 1, workers, a
         window shorter than a step) or an event is outside the window or the sensor: the caller then bins
         frames itself (and reports the event)."""
         if self.kernel != "compiled" or self._totals_b1 is None or self._run._parts is not None or n_steps < 1:
             return False
-        if self._run.advance_events(cols, lo, hi, start, stop, n_steps, binning, self._totals_b1) >= 0:
+        if self._run.advance_events(events, lo, hi, start, stop, n_steps, binning, self._totals_b1) >= 0:
             return False
         self.steps += n_steps
         return True

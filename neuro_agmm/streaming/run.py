@@ -104,16 +104,16 @@ def stream(stepper, mapping: InputMapping, rec: Recording, window_us: int, skip_
     n_steps = skipped = 0
     start_wall = time.perf_counter()
     binner = mapping.binner(rec.events)
-    t = binner.t
+    n_events = int(rec.events.size)
     per_window = window_us // mapping.step_us
     can_skip = skip_idle and hasattr(stepper, "state") and hasattr(stepper, "idle")
     run_window = getattr(stepper, "run_window", None)  # bins and runs a window in one call, where it can
     at_rest = False
     lo, start = 0, int(t0)
     while start < t_end:
-        hi = int(np.searchsorted(t, start + window_us, "left"))
+        hi = binner.window_end(lo, start + window_us)
         if at_rest and lo == hi:  # jump over the whole empty windows before the next event
-            nxt = int(t[hi]) if hi < t.size else t_end
+            nxt = binner.time_at(hi) if hi < n_events else t_end
             k = min(nxt - start, t_end - start) // window_us
             if k >= 1:
                 stepper.idle(k * per_window)

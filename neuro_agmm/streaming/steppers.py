@@ -67,10 +67,8 @@ class EmulatorStepper:
         shape = tuple(self.net.input_shape)
         self.run(np.zeros((1,) + shape, np.uint8))
         if len(shape) == 3:
-            ev = make_events([], [], [], [])
             p, h, w = shape
-            self.emu.advance_events(tuple(np.ascontiguousarray(ev[f]) for f in ("x", "y", "p", "t")), 0, 0, 0, 1, 1,
-                                    (1, 0, w, h, p, 15))
+            self.emu.advance_events(make_events([], [], [], []), 0, 0, 0, 1, 1, (1, 0, w, h, p, 15))
         self.reset()
 
     def run_window(self, binner, lo: int, hi: int, start: int, stop: int) -> Optional[np.ndarray]:
@@ -81,7 +79,7 @@ class EmulatorStepper:
         if not binner.compiled:
             return None
         n = (stop - start) // binner.mapping.step_us
-        if not self.emu.advance_events(binner.cols + (binner.t,), lo, hi, start, stop, n, binner.binning):
+        if not self.emu.advance_events(binner.records, lo, hi, start, stop, n, binner.binning):
             return None
         return self.emu.readout_v()[0].astype(np.int64)
 

@@ -305,3 +305,32 @@ def test_one_call_windows_still_report_events_outside_the_sensor():
     rec = Recording("bad", ev, sensor, None, 0, 3000)
     with pytest.raises(ValueError, match="outside sensor"):
         stream(EmulatorStepper(net), InputMapping.fit(sensor, (2, 8, 8), 15, 1000), rec, 1000)
+
+
+def test_window_binner_reads_records_in_place_and_converts_other_layouts():
+    """``EVENT_DTYPE`` records are binned in place (no copy); tonic's layout (``t`` first, uint16 coordinates,
+    bool polarity) is converted once and bins the same; a coordinate that does not fit int16 leaves the
+    compiled route, and ``frames`` reports it."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    sensor = SensorSize(34, 34, 2)
+    ev = sort_by_time(make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 9000, n),
+                                  rng.integers(0, 2, n)))
+    m = InputMapping.fit(sensor, (2, 34, 34), 15, 1000)
+    canonical = m.binner(ev)
+    assert canonical.records is ev
+    tonic = np.empty(n, [("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "?")])
+    for f in ("t", "x", "y", "p"):
+        tonic[f] = ev[f]
+    converted = m.binner(tonic)
+    assert converted.compiled and converted.records is not tonic
+    for lo, hi, start, stop in ((0, canonical.window_end(0, 3000), 0, 3000),
+                                (canonical.window_end(0, 3000), canonical.window_end(0, 9000), 3000, 9000)):
+        assert converted.window_end(lo, stop) == hi == int(np.searchsorted(ev["t"], stop))
+        np.testing.assert_array_equal(converted.frames(lo, hi, start, stop), canonical.frames(lo, hi, start, stop))
+        np.testing.assert_array_equal(canonical.frames(lo, hi, start, stop), m.frames(ev[lo:hi], start, stop))
+    wide = tonic.astype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "?")])
+    wide["x"][5] = 40000  # beyond int16: not narrowed
+    assert m.binner(wide).records is None and not m.binner(wide).compiled
+    with pytest.raises(ValueError, match="outside sensor"):
+        m.binner(wide).frames(0, n, 0, 9000)
