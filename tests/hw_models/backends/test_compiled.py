@@ -152,7 +152,7 @@ def test_active_inputs_lists_every_nonzero_byte_in_order():
     for density in (0.0, 0.01, 0.3, 1.0):
         x = np.where(rng.random(4096) < density, rng.integers(1, 256, 4096), 0).astype(np.uint8)
         x[[5, 6, 7, 8]] = [128, 1, 255, 127]  # carries between bytes would corrupt exactly these
-        buf = np.full(4096, -1, np.int32)
+        buf = np.full(4096 + 8, -1, np.int32)  # _active_inputs writes up to 8 slots past the count
         n = scan(x, x.view(np.uint64), buf)
         np.testing.assert_array_equal(buf[:n], np.flatnonzero(x))
         n = scan(x, np.zeros(0, np.uint64), buf)  # the byte-by-byte path (rows not a multiple of 8)
