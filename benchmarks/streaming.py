@@ -224,9 +224,9 @@ def main(argv=None) -> int:
               "conv0's scatter and a tenth in Python; the kernel's in-place work is bound by the cache (its "
               "isolated parts run about 1.5x faster than inside the stream). Windows of 10 steps run layer by "
               "layer over the window (weights stay in cache, which serves big dense layers), so on these small-"
-              "weight conv nets they are no faster than 1 ms windows. Each window costs one binary search in the "
-              "recording's contiguous timestamp column plus the binning of its own events, so its cost does not "
-              "grow with the recording."]
+              "weight conv nets they gain little over 1 ms windows. Each window costs one binary search in the "
+              "recording's time-sorted records plus the binning of its own events, so its cost does not grow with "
+              "the recording."]
     text = "\n".join(lines) + "\n"
     print(text)
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
