@@ -41,6 +41,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from neuro_agmm.data.cache import read_cache_dir, write_cache_dir
 from neuro_agmm.data.split import DatasetSplit
 from neuro_agmm.events.binning import bin_by_count, bin_by_time, downsampled_size
 from neuro_agmm.events.types import EventFileError, ReadStats, SensorSize
@@ -406,33 +407,13 @@ def prepare(name: str, root: str | os.PathLike = "datasets", time_steps: int = 8
         raise ValueError(f"unknown event dataset {name!r}; choose from {', '.join(EVENT_DATASETS)}")
     cfg = BinningConfig(time_steps, binning, DEFAULT_DOWNSAMPLE[name] if downsample is None else downsample, clip)
     path = cache_path(name, root, cfg, sim_seed)
-    _write_cache(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, limit, into=tmp)[1])
+    write_cache_dir(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, limit, into=tmp)[1])
     return path
-
-
-def _write_cache(path: Path, fill: Callable[[Path], dict]) -> None:
-    """``fill(tmp_dir)`` writes the arrays and returns the info; the directory is renamed into place (atomic)."""
-    import shutil
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        info = fill(tmp)
-        (tmp / "info.json").write_text(json.dumps(info))
-        if path.exists():  # a finished cache is replaced as a whole
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_cache(path: Path) -> tuple[dict, dict]:
     """``(arrays, info)`` of a cache directory; the frames memory-mapped read-only."""
-    arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r" if k.endswith("_x") else None, allow_pickle=False)
-              for k in CACHE_ARRAYS}
-    return arrays, json.loads((path / "info.json").read_text())
+    return read_cache_dir(path, CACHE_ARRAYS, lambda k: k.endswith("_x"))
 
 
 def load_event_split(name: str, root: str | os.PathLike = "datasets", time_steps: int = 8, seed: int = 0,
@@ -449,7 +430,7 @@ def load_event_split(name: str, root: str | os.PathLike = "datasets", time_steps
     path = cache_path(name, root, cfg, sim_seed)
     if use_cache and not (path / "info.json").exists():
         try:
-            _write_cache(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, None, into=tmp)[1])
+            write_cache_dir(path, lambda tmp: _build(name, Path(root), cfg, sim_seed, progress, None, into=tmp)[1])
         except OSError:
             pass  # read-only data root: fine, just not cached
     if use_cache and (path / "info.json").exists():

@@ -1,5 +1,6 @@
 """Dataset readers: digits split and encodings, CIFAR pickle batches in the real format, dispatch."""
 
+import os
 import pickle
 
 import numpy as np
@@ -111,3 +112,61 @@ def test_load_dataset_dispatch_errors():
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
     assert load_dataset("digits", time_steps=2).time_steps == 2
+
+
+def _memmapped(a):
+    """Whether ``a`` (or an array it views) is a memory-mapped file."""
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return True
+        a = a.base if isinstance(a, np.ndarray) else None
+    return False
+
+
+def test_cifar_images_are_cached_once_and_memory_mapped(tmp_path):
+    """The first load reads the pickles and writes ``cache/cifar10_v1`` (atomically); later loads map it read-only
+    and give the same arrays; changing a batch file rebuilds the cache; ``use_cache=False`` reads the pickles."""
+    from neuro_agmm.data.cifar import cache_path
+
+    batches = write_cifar10(tmp_path, n=64)  # 320 training images: 0.9 MiB, well above a load's fixed overhead
+    folder = tmp_path / "cifar-10-batches-py"
+    first = load_cifar_split("cifar10", root=tmp_path, time_steps=2)
+    cache = cache_path(folder, "cifar10")
+    assert first.meta["cache"] == str(cache) and (cache / "info.json").is_file()
+    assert not any(p.name.startswith(".") for p in cache.parent.iterdir()), "no temporary directory left behind"
+    import tracemalloc
+    tracemalloc.start()
+    second = load_cifar_split("cifar10", root=tmp_path, time_steps=2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < second.train_x[:, 0].nbytes / 4, "a cached load must not read the images into memory"
+    assert _memmapped(second.train_x) and _memmapped(second.test_x) and not second.train_x.flags.writeable
+    plain = load_cifar_split("cifar10", root=tmp_path, time_steps=2, use_cache=False)
+    assert plain.meta["cache"] is None and not _memmapped(plain.train_x)
+    for a, b in ((second.train_x, plain.train_x), (second.test_x, plain.test_x), (second.train_y, plain.train_y),
+                 (second.test_y, plain.test_y)):
+        np.testing.assert_array_equal(a, b)
+    raw = batches["data_batch_1"][b"data"][2]
+    assert second.train_x[2, 1, 0, 0, 7] == raw[7]
+    # a changed batch (here: its labels) is noticed by its size or modification time and the cache rebuilt
+    d = dict(batches["data_batch_1"])
+    d[b"labels"] = [9] * 64
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump(d, f, protocol=2)
+    os.utime(folder / "data_batch_1", ns=(1, 1))
+    third = load_cifar_split("cifar10", root=tmp_path, time_steps=2)
+    assert third.train_y[:64].tolist() == [9] * 64 and _memmapped(third.train_x)
+
+
+def test_cifar_on_a_read_only_root_reads_the_pickles(tmp_path, monkeypatch):
+    """Where the cache cannot be written (a read-only data root: the write fails with PermissionError), the split
+    comes from the pickles and says so."""
+    import neuro_agmm.data.cifar as cifar
+
+    def refuse(path, fill):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    write_cifar10(tmp_path, n=3)
+    monkeypatch.setattr(cifar, "write_cache_dir", refuse)
+    s = load_cifar_split("cifar10", root=tmp_path, time_steps=1)
+    assert s.meta["cache"] is None and s.train_x.shape[0] == 15 and not _memmapped(s.train_x)
