@@ -242,3 +242,27 @@ def test_per_channel_registers_are_stored_as_one_tile_and_stay_exact():
         for k in range(3):
             np.testing.assert_array_equal(tr.v[k][b], ref.v[k])
             np.testing.assert_array_equal(tr.spikes[k][b], ref.spikes[k])
+
+
+@NO_NUMBA
+def test_stride_one_convs_scatter_by_kernel_rows_and_match_the_reference():
+    """Convs of stride 1 (5x5 padded, 3x3 unpadded, channel-last and network-order inputs, widths that are and
+    are not powers of two) take the row scatter (``_conv_rows``, kernel columns stored reversed); stride 2 keeps
+    the tap table. Traces and SynOps equal the reference and the NumPy engine."""
+    rng = np.random.default_rng(12)
+    for shape in ((2, 16, 16), (3, 9, 11)):
+        net = em.random_network(rng, shape, (("conv", 8, 5, 1, 2), ("conv", 4, 3, 1, 0), ("conv", 4, 3, 2, 1),
+                                             ("dense", 3)), vth_range=(1, 8), input_max=4)
+        plan = compiled.plan_for(net)
+        assert plan.par[:3, compiled.P_ROWS].tolist() == [1, 1, 0]
+        x = rng.integers(0, 5, (2, 5) + shape) * (rng.random((2, 5) + shape) < 0.4)
+        tr = em.run_batch(net, x, record_v=True, kernel="compiled")
+        ref_np = em.run_batch(net, x, record_v=True, kernel="numpy")
+        assert tr.spikes[0].any() and tr.spikes[1].any(), "the conv layers should spike"
+        for k in range(4):
+            np.testing.assert_array_equal(tr.counts[k].synops, ref_np.counts[k].synops)
+        for b in range(2):
+            ref = run_reference(net, x[b])
+            for k in range(4):
+                np.testing.assert_array_equal(tr.v[k][b], ref.v[k])
+                np.testing.assert_array_equal(tr.spikes[k][b], ref.spikes[k])

@@ -30,6 +30,8 @@ LAYOUTS = [
     ((2, 7, 6), (("conv", 3, 3, 2, 1), ("dense", 5))),
     ((1, 8, 8), (("conv", 4, 3, 1, 1), ("conv", 3, 2, 2, 0), ("dense", 4))),
     ((3, 5, 9), (("conv", 2, 3, 2, 2), ("conv", 2, 1, 1, 0), ("dense", 3))),
+    # stride-1 convs scattered by kernel rows (5x5 and 3x3, a width that is not a power of two)
+    ((2, 10, 12), (("conv", 4, 5, 1, 2), ("conv", 3, 3, 1, 0), ("dense", 3))),
     # binary convs fed by 8 and 16 spike channels: the compiled kernel's bit-plane path (2 words, then 1)
     ((2, 9, 9), (("conv", 8, 3, 2, 1), ("conv", 16, 3, 1, 1), ("conv", 4, 2, 1, 0), ("dense", 3))),
 ]
