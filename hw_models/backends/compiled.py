@@ -24,7 +24,9 @@ Layout (internal; every public result is in the network's order):
 
 * conv layers keep neurons and output spikes channel-last ``(H, W, C)``: an input event adds a
   contiguous run of ``C_out`` weights per tap, and the tap table (``_conv_taps``) lists, per input
-  position, the ``(output position, kernel offset)`` pairs it reaches;
+  position, the ``(output position, kernel offset)`` pairs it reaches; a conv of stride 1 along x stores
+  its kernel columns reversed, so one kernel row's taps are one run of ``(positions x C_out)``
+  (``_conv_rows``);
 * a dense layer stores its weights ``(n_in, n_out)`` with rows in the order its input arrives;
 * all layers' weights, tap tables and registers are concatenated into flat arrays with offsets in a
   parameter table (``P_*`` columns), state ``u``/``v`` is one ``(B, N)`` array each, spikes one
@@ -683,7 +685,7 @@ class LayerPlan:
     kv: int
     bias: np.ndarray  # (n_out,) int64, storage order (conv: channel-last)
     vth64: np.ndarray  # (n_out,) int64, storage order
-    weights: np.ndarray  # int64 for now (NetworkPlan narrows all layers to one type): dense (n_in, n_out), conv (C_in*K, C_out)
+    weights: np.ndarray  # NetworkPlan narrows all layers to one type: dense (n_in, n_out), conv (C_in*K, C_out) (rows: kW reversed)
     acc_bound: int  # max over neurons of sum |w| (bounds |acc| per unit of input)
     c_in: int  # conv: input channels
     n_k: int  # conv: kernel offsets K = kH * kW
