@@ -140,6 +140,12 @@ def _lif64(acc, weight_exp, ku, kv, bias, vth64, u, v, s_row):
     return n_spk
 
 
+@_inline
+def _voltage32(vj, cur, bias, rv, shv, lo, hi):
+    """Rules 2-3 in 32 bits: ``trunc(v / 2**shv) + cur + bias``, clipped to 24 bits."""
+    return min(max(np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias), lo), hi)
+
+
 @jit
 def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
     """``_lif64`` where the caller has proved (``core_spec.run_bounds``) that the current never wraps and the
@@ -149,7 +155,7 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
     2**23``, so ``trunc(v) + cur + bias`` stays below ``3 * 2**23`` before the clip, which is applied here as in
     ``_lif64`` (a min and a max: it costs two vector instructions, and proving it idle forced busy layers onto
     the int64 path). Every operation is 32-bit, so LLVM vectorises it 8 lanes wide (AVX2); shift counts are
-    masked to ``< 32`` to let it narrow them. ``bias32``/``vth32`` of ``REG_TILE`` entries (``LayerPlan.reg_tile``)
+    masked to ``< 32`` to let it narrow them. ``bias32``/``vth32`` of ``REG_TILE`` entries (``int32_registers``)
     hold registers that repeat every ``REG_TILE`` neurons."""
     lsh, rsh, shu, shv = lsh & 31, rsh & 31, shu & 31, shv & 31
     ru = (np.int32(1) << shu) - 1
@@ -164,9 +170,7 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
                 j = j0 + i
                 cur = np.int32(np.int32((np.int32(acc[j]) << lsh) >> rsh) << _ACT)
                 acc[j] = 0
-                vj = v[j]
-                vv = np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias32[i])
-                vv = min(max(vv, lo), hi)
+                vv = _voltage32(v[j], cur, bias32[i], rv, shv, lo, hi)
                 spk = np.int32(vv > vth32[i])
                 s_row[j] = np.uint8(spk)
                 n_spk += spk
@@ -177,9 +181,7 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
         for j in range(acc.shape[0]):
             cur = np.int32(np.int32((np.int32(acc[j]) << lsh) >> rsh) << _ACT)
             acc[j] = 0
-            vj = v[j]
-            vv = np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias32[j])
-            vv = min(max(vv, lo), hi)
+            vv = _voltage32(v[j], cur, bias32[j], rv, shv, lo, hi)
             spk = np.int32(vv > vth32[j])
             s_row[j] = np.uint8(spk)
             n_spk += spk
@@ -189,10 +191,9 @@ def _lif32(acc, lsh, rsh, shu, mask_u, shv, bias32, vth32, u, v, s_row):
     for j in range(acc.shape[0]):
         a = np.int32((np.int32(acc[j]) << lsh) >> rsh)
         acc[j] = 0
-        uu, vj = u[j], v[j]
+        uu = u[j]
         cur = np.int32((a << _ACT) + (np.int32((uu + ((uu >> 31) & ru)) >> shu) & mask_u))
-        vv = np.int32(np.int32((vj + ((vj >> 31) & rv)) >> shv) + cur + bias32[j])
-        vv = min(max(vv, lo), hi)
+        vv = _voltage32(v[j], cur, bias32[j], rv, shv, lo, hi)
         spk = np.int32(vv > vth32[j])
         s_row[j] = np.uint8(spk)
         n_spk += spk
