@@ -23,6 +23,14 @@ Order of operations inside one time step ``t`` for one layer (canonical schedule
    per-synapse delays ``d`` (dense layers, ``0 <= d <= DELAY_MAX``, ``weight_exp >= 0``):
    ``a_i[t] = shift(sum_j W_ij s_j[t - d_ij], weight_exp)`` with ``s[t] = 0`` for ``t < 0``
    (Lava's ``DelayDense``, ``lava/proc/dense/models.py``; netx clamps delays to 62).
+1b. Several synapse blocks into one population (a residual network's main branch and its
+   shortcut, ``IntLayer.shortcuts``): each block ``b`` computes its own ``a_b[t]`` by rule 1
+   with ITS weight exponent, and the population receives ``a[t] = int32(sum_b a_b[t])``
+   (``block_activation``; Lava's ``PyInPortVectorDense.recv`` sums the int32 arrays of every
+   connected port). This is the rescale rule for adding differently scaled branches: a
+   branch's scale relative to the neuron's voltage unit is carried by its own mantissas and
+   exponent (the quantizer states how it chooses them), the add itself is exact integer
+   arithmetic, and ``step_bound`` is applied to the sum of the blocks' bounds.
 2. ``u[t] = wrap24(trunc(u[t-1] * (4096 - (du + 1)) / 4096) + (a[t] << 6))``.
 3. ``v[t] = clip(trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << bias_exp),
    -(2**23 - 1), 2**23 - 1)``.
@@ -86,6 +94,14 @@ def apply_weight_exp(acc: np.ndarray, weight_exp: int) -> np.ndarray:
     acc = acc.astype(np.int64)
     out = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
     return out.astype(np.int32)
+
+
+def block_activation(activations) -> np.ndarray:
+    """Rule 1b: the int32 sum of the per-block activations (each already through ``apply_weight_exp``)."""
+    total = np.zeros(np.shape(activations[0]), np.int64)
+    for a in activations:
+        total += np.asarray(a, np.int64)
+    return total.astype(np.int32)
 
 
 def effective_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:

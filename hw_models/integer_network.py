@@ -13,6 +13,13 @@ Conventions
 * ``weight_mant`` holds the stored mantissas (±1 for binary layers, int8 for 8-bit
   layers); the synaptic activation is ``apply_weight_exp(W_mant @ s, weight_exp)``.
 * ``vth``, ``bias_mant``, ``bias_exp`` are per neuron; ``du``, ``dv`` are per layer.
+* Residual networks (a DAG): a layer may have ``shortcuts``, extra synapse blocks
+  (``IntSynapse``) from an EARLIER node into the same neuron population (``source`` is the
+  index of that layer, ``-1`` the network input). The main block always reads the layer
+  just before it. Each block applies its own weight exponent; the population sums the
+  blocks' activations (``core_spec.block_activation``, rule 1b). A ResNet's identity
+  shortcut is a 1x1 conv whose mantissas are a scaled identity, its downsampling shortcut
+  a 1x1 stride-2 conv.
 * ``readout=True`` marks the output layer: it follows the same dynamics as every other
   layer (no special case in any backend), but the quantizer gives it ``dv = 0`` (a
   perfect integrator) and ``vth = VTH_MAX`` and checks that its voltage cannot reach
@@ -30,6 +37,56 @@ import numpy as np
 from hw_models import core_spec
 
 LayerKind = Literal["dense", "conv"]
+
+
+@dataclass
+class IntSynapse:
+    """An extra synapse block into a layer's neurons (a residual shortcut), read from node ``source``."""
+
+    name: str
+    source: int  # index of the layer whose spikes it reads; -1 = the network input
+    kind: LayerKind
+    weight_mant: np.ndarray
+    weight_exp: int
+    weight_bits: int
+    in_shape: tuple[int, ...]  # the source's output shape
+    out_shape: tuple[int, ...]  # the target layer's out_shape
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    delay = None  # shortcuts have no per-synapse delays (read by code shared with IntLayer)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    def validate(self, owner: str) -> None:
+        where = f"layer {owner!r} shortcut {self.name!r}"
+        w = np.asarray(self.weight_mant)
+        if not np.issubdtype(w.dtype, np.integer):
+            raise ValueError(f"{where}: weight_mant must be integers, got {w.dtype}")
+        if w.size and (w.min() < core_spec.WEIGHT_MANT_MIN or w.max() > core_spec.WEIGHT_MANT_MAX):
+            raise ValueError(f"{where}: weight mantissa {int(w.min())}..{int(w.max())} outside "
+                             f"[{core_spec.WEIGHT_MANT_MIN}, {core_spec.WEIGHT_MANT_MAX}]")
+        if self.weight_bits == 1 and w.size and not np.all(np.abs(w) == 1):
+            raise ValueError(f"{where}: a 1-bit block must hold only ±1 weights")
+        if self.kind == "dense" and w.shape != (self.n_out, self.n_in):
+            raise ValueError(f"{where}: dense weights have shape {w.shape}, expected {(self.n_out, self.n_in)}")
+        if self.kind == "conv":
+            if w.ndim != 4 or len(self.in_shape) != 3 or w.shape[0] != self.out_shape[0] or \
+                    w.shape[1] != self.in_shape[0]:
+                raise ValueError(f"{where}: conv weights {w.shape} do not match in {self.in_shape} / "
+                                 f"out {self.out_shape}")
+            from hw_models.geometry import conv_geometry
+
+            conv_geometry(self)
+        if self.kind not in ("dense", "conv"):
+            raise ValueError(f"{where}: unknown kind {self.kind!r}")
+        if not isinstance(self.weight_exp, (int, np.integer)) or not -31 <= int(self.weight_exp) <= 31:
+            raise ValueError(f"{where}: weight_exp={self.weight_exp!r} outside [-31, 31]")
 
 
 @dataclass
@@ -52,6 +109,11 @@ class IntLayer:
     padding: tuple[int, int] = (0, 0)
     readout: bool = False
     delay: Optional[np.ndarray] = None  # dense only: (n_out, n_in) steps in [0, DELAY_MAX] (core_spec rule 1)
+    shortcuts: list[IntSynapse] = field(default_factory=list)  # extra blocks from earlier nodes (rule 1b)
+
+    def blocks(self) -> list:
+        """Every synapse block into this layer: the main one (``self``) first, then the shortcuts."""
+        return [self, *self.shortcuts]
 
     @property
     def n_in(self) -> int:
@@ -124,7 +186,8 @@ class IntLayer:
 
 @dataclass
 class IntegerNetwork:
-    """A feed-forward stack of ``IntLayer``; layer ``k`` reads layer ``k-1``'s spikes."""
+    """A feed-forward DAG of ``IntLayer`` in topological order; layer ``k`` reads layer ``k-1``'s spikes
+    (and, through its shortcuts, earlier layers' or the input's)."""
 
     layers: list[IntLayer]
     input_shape: tuple[int, ...]
@@ -134,11 +197,34 @@ class IntegerNetwork:
     def validate(self) -> None:
         """Check every layer's registers and the shape chain; raise ``ValueError`` on the first problem."""
         shape = tuple(self.input_shape)
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers):
             if int(np.prod(layer.in_shape)) != int(np.prod(shape)):
                 raise ValueError(f"layer {layer.name!r} expects input {layer.in_shape}, gets {shape}")
             layer.validate()
+            for sc in layer.shortcuts:
+                if not isinstance(sc.source, (int, np.integer)) or not -1 <= int(sc.source) < k:
+                    raise ValueError(f"layer {layer.name!r} shortcut {sc.name!r}: source {sc.source!r} must be an "
+                                     f"earlier node (-1 = the input .. {k - 1})")
+                if layer.readout:
+                    raise ValueError(f"layer {layer.name!r}: the readout takes no shortcuts")
+                src_shape = tuple(self.input_shape) if sc.source < 0 else tuple(self.layers[sc.source].out_shape)
+                if int(np.prod(sc.in_shape)) != int(np.prod(src_shape)):
+                    raise ValueError(f"layer {layer.name!r} shortcut {sc.name!r} expects input {sc.in_shape}, "
+                                     f"its source gives {src_shape}")
+                if tuple(sc.out_shape) != tuple(layer.out_shape):
+                    raise ValueError(f"layer {layer.name!r} shortcut {sc.name!r}: out_shape {sc.out_shape} != "
+                                     f"the layer's {layer.out_shape}")
+                sc.validate(layer.name)
             shape = tuple(layer.out_shape)
+
+    @property
+    def residual(self) -> bool:
+        """Whether any layer has a shortcut (the network is a DAG, not a chain)."""
+        return any(l.shortcuts for l in self.layers)
+
+    def sources(self, k: int) -> list[int]:
+        """Node index read by each block of layer ``k`` (main first; -1 = the input)."""
+        return [k - 1] + [int(sc.source) for sc in self.layers[k].shortcuts]
 
     @property
     def n_classes(self) -> Optional[int]:

@@ -99,18 +99,25 @@ def counts_from_spike_counts(net: "IntegerNetwork", inputs: np.ndarray,
     """``LayerCounts`` per layer from each layer's spikes per neuron and sample, ``per_neuron[k]`` ``(B, n_k)``.
 
     ``inputs`` ``(B, T, *input_shape)``; SynOps follow ``geometry.fan_out`` (one per synapse and input event).
+    A layer with shortcuts counts the events and SynOps of every block into it.
     """
     from hw_models.geometry import fan_out
 
     x = np.asarray(inputs)
     b, t = x.shape[:2]
-    ev_in = (x.reshape(b, t, -1) != 0).sum(axis=1).astype(np.int64)  # (B, n_in) events per input neuron
+    events = [(x.reshape(b, t, -1) != 0).sum(axis=1).astype(np.int64)]  # (B, n) events per neuron; input first
     out = []
     for k, layer in enumerate(net.layers):
         s = np.asarray(per_neuron[k], np.int64).reshape(b, -1)
-        out.append(LayerCounts(input_events=ev_in.sum(axis=1), synops=ev_in @ fan_out(layer),
-                               neuron_updates=np.full(b, t * layer.n_out, np.int64), spikes=s.sum(axis=1)))
-        ev_in = s
+        ev_in = events[k]  # the main block reads layer k-1 (index k here: the input is events[0])
+        c = LayerCounts(input_events=ev_in.sum(axis=1), synops=ev_in @ fan_out(layer),
+                        neuron_updates=np.full(b, t * layer.n_out, np.int64), spikes=s.sum(axis=1))
+        for sc in layer.shortcuts:  # every block counts the events it receives and the synapses they reach
+            ev_sc = events[sc.source + 1]
+            c.input_events = c.input_events + ev_sc.sum(axis=1)
+            c.synops = c.synops + ev_sc @ fan_out(sc)
+        out.append(c)
+        events.append(s)
     return out
 
 
@@ -119,24 +126,37 @@ def counts_from_spikes(net: "IntegerNetwork", inputs: np.ndarray, spikes: Sequen
     return counts_from_spike_counts(net, inputs, [np.asarray(s).sum(axis=1) for s in spikes])
 
 
-def active_updates(layer, rows: np.ndarray, connectivity=None) -> np.ndarray:
+def active_updates(layer, rows: np.ndarray, connectivity=None, shortcut_rows: Sequence = ()) -> np.ndarray:
     """Neurons of ``layer`` that receive at least one synaptic event, per row of ``rows`` ``(N, n_in)`` (one row =
     one sample-step of the layer's input; nonzero = an event). ``(N,)`` int64.
 
     The energy model's *active* neuron update: a dense layer's every neuron when any input is active; a conv
     layer's neurons whose receptive field (``geometry.synapse_list``) holds an active input. ``connectivity``:
-    ``conv_connectivity(layer)``, for callers that count many chunks of one layer.
+    ``conv_connectivity(layer)``, for callers that count many chunks of one layer. ``shortcut_rows``: one
+    ``(N, n_in)`` array per shortcut block of ``layer`` (its source's events); a neuron is active when any of
+    its blocks delivers an event.
     """
+    hit = _block_hits(layer, rows, connectivity)
+    for sc, r in zip(layer.shortcuts, shortcut_rows):
+        hit = hit | _block_hits(sc, r)
+    per_pos = layer.n_out // hit.shape[1]
+    return hit.sum(axis=1).astype(np.int64) * per_pos
+
+
+def _block_hits(block, rows: np.ndarray, connectivity=None) -> np.ndarray:
+    """``(N, P)`` bool: output positions of ``block`` reached by an event (P = H'*W' for a (C, H', W') output,
+    1 for a flat one; every channel at a reached position is reached)."""
     import scipy.sparse as sp
 
     nz = np.asarray(rows).reshape(len(rows), -1) != 0
-    if layer.kind == "dense":
-        return nz.any(axis=1).astype(np.int64) * layer.n_out
-    conn = conv_connectivity(layer) if connectivity is None else connectivity
-    c_in, c_out = int(layer.in_shape[0]), int(layer.out_shape[0])
+    n_pos = int(np.prod(block.out_shape[1:])) if len(block.out_shape) == 3 else 1
+    if block.kind == "dense":
+        return np.repeat(nz.any(axis=1)[:, None], n_pos, axis=1)
+    conn = conv_connectivity(block) if connectivity is None else connectivity
+    c_in = int(block.in_shape[0])
     pos = nz.reshape(len(nz), c_in, -1).any(axis=1)  # every in-channel reaches every out-channel: positions suffice
     hit = sp.csr_matrix(pos.astype(np.float32)) @ conn
-    return np.asarray((hit > 0).sum(axis=1)).reshape(-1).astype(np.int64) * c_out
+    return np.asarray(hit.todense()) > 0
 
 
 def conv_connectivity(layer):

@@ -66,22 +66,35 @@ def _trunc_div(expr: str, k: str) -> str:
     return f"(({p} + {core_spec.DECAY_UNITY - 1} * clip(-{expr}, 0, 1)) // {core_spec.DECAY_UNITY})"
 
 
-def layer_update_code() -> str:
+def _block_suffix(i: int) -> str:
+    """Variable suffix of synapse block ``i`` of a layer (0 = the main block: ``acc``, ``wmul``, ``wdiv``)."""
+    return "" if i == 0 else str(i)
+
+
+def layer_update_code(n_blocks: int = 1) -> str:
     """``core_spec.step`` (rules 1-3; rule 4 is the group's threshold/reset) as Brian2 statements.
 
     Layer constants are shared variables, not literals, so every layer and every network
     generates the same code (the cython target compiles it once and caches it):
+    ``n_blocks`` synapse blocks (a layer with residual shortcuts has more than one, each with
+    its own accumulator ``acc<i>`` and exponent ``wmul<i>``/``wdiv<i>``, rule 1b);
     ``wmul``/``wdiv`` the weight exponent (``2**e`` / ``2**-e``, the other one 1), ``ku``/``kv``
     the decay factors ``4096 - (du + 1)`` and ``4096 - dv``.
     """
     m = core_spec.MAX_UV
+
+    def block(i: int) -> str:  # apply_weight_exp of block i, int32
+        x = _block_suffix(i)
+        return f"((((acc{x} * wmul{x}) // wdiv{x} + {_I32}) % {2 * _I32}) - {_I32})"
+
+    total = " + ".join(block(i) for i in range(n_blocks))
     lines = [
-        f"act = (((acc * wmul) // wdiv + {_I32}) % {2 * _I32}) - {_I32}",  # apply_weight_exp, int32
+        f"act = (({total} + {_I32}) % {2 * _I32}) - {_I32}",  # rule 1b: the int32 sum of the blocks
         f"cur = act * {1 << core_spec.ACT_SHIFT} + {_trunc_div('u', 'ku')}",
         f"cur = cur - {2 * m} * clip(cur - {m}, 0, 1) + {2 * m} * clip({1 - m} - cur, 0, 1)",  # wrap24
         f"u = ((cur + {_I32}) % {2 * _I32}) - {_I32}",  # int32 register
         f"v = clip({_trunc_div('v', 'kv')} + u + bias, {1 - m}, {m - 1})",
-        "acc = 0",
+        *[f"acc{_block_suffix(i)} = 0" for i in range(n_blocks)],
         "n_upd += 1",
     ]
     return "\n".join(lines)
@@ -136,19 +149,25 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
         mon_in = b2.SpikeMonitor(src, when="end", name="inp_spikes")
         objs.append(mon_in)
         groups, syns, smons, vmons = [], [], [], []
+        shortcut_syns: list[list] = []
         prev, graded = src, True
         for k, layer in enumerate(net.layers):
+            blocks = layer.blocks()
+            block_vars = "".join(f"acc{x} : integer\nwmul{x} : integer (constant, shared)\n"
+                                 f"wdiv{x} : integer (constant, shared)\n"
+                                 for x in map(_block_suffix, range(len(blocks))))
             g = b2.NeuronGroup(
                 layer.n_out,
-                "u : integer\nv : integer\nacc : integer\nact : integer\ncur : integer\n"
-                "bias : integer (constant)\nvth64 : integer (constant)\nn_upd : integer\n"
-                "wmul : integer (constant, shared)\nwdiv : integer (constant, shared)\n"
+                "u : integer\nv : integer\nact : integer\ncur : integer\n"
+                "bias : integer (constant)\nvth64 : integer (constant)\nn_upd : integer\n" + block_vars +
                 "ku : integer (constant, shared)\nkv : integer (constant, shared)",
                 threshold="v > vth64", reset="v = 0", dt=dt, name=f"layer{k}")
             g.bias = layer.bias.astype(np.int64)
             g.vth64 = core_spec.scaled_threshold(layer.vth)
-            e = int(layer.weight_exp)
-            g.wmul, g.wdiv = (1 << e, 1) if e >= 0 else (1, 1 << -e)
+            for i, blk in enumerate(blocks):
+                e = int(blk.weight_exp)
+                setattr(g, f"wmul{_block_suffix(i)}", (1 << e) if e >= 0 else 1)
+                setattr(g, f"wdiv{_block_suffix(i)}", 1 if e >= 0 else (1 << -e))
             g.ku = core_spec.current_decay_factor(layer.du)
             g.kv = core_spec.voltage_decay_factor(layer.dv)
             pre, post, w = synapse_list(layer)
@@ -162,7 +181,21 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
             if layer.delay is not None:  # per-synapse delays in whole steps (core_spec rule 1)
                 s.delay = np.asarray(layer.delay)[post, pre] * dt
             place(s.pre)
-            upd = place(g.run_regularly(layer_update_code(), dt=dt, name=f"layer{k}_update"))
+            extra = []
+            for i, sc in enumerate(layer.shortcuts, start=1):  # a shortcut: synapses from an earlier group
+                src_group = src if sc.source < 0 else groups[sc.source]
+                pre_s, post_s, w_s = synapse_list(sc)
+                val = "g_pre" if sc.source < 0 else None
+                syn_s = b2.Synapses(src_group, g, "w : integer (constant)\ncount : integer",
+                                    on_pre=(f"acc{i}_post += w * {val}" if val else f"acc{i}_post += w") +
+                                    "\ncount += 1", dt=dt, name=f"syn{k}_{i}")
+                syn_s.connect(i=pre_s, j=post_s)
+                syn_s.w = w_s
+                place(syn_s.pre)  # after its source's threshold and reset (it is an earlier group), same step
+                extra.append(syn_s)
+                objs.append(syn_s)
+            shortcut_syns.append(extra)
+            upd = place(g.run_regularly(layer_update_code(len(blocks)), dt=dt, name=f"layer{k}_update"))
             place(g.thresholder["spike"])
             place(g.resetter["spike"])
             smon = b2.SpikeMonitor(g, when="end", name=f"layer{k}_spikes")
@@ -181,8 +214,9 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
         t2 = time.perf_counter()
 
         spikes, volts, currents, counts, per_syn = [], [], [], [], []
-        in_events = int(mon_in.num_spikes)
+        node_events = [int(mon_in.num_spikes)]  # per node: the input, then every layer
         for k, layer in enumerate(net.layers):
+            in_events = node_events[k] + sum(node_events[sc.source + 1] for sc in layer.shortcuts)
             s_rec = np.zeros((t_steps, layer.n_out), bool)
             st = np.rint(np.asarray(smons[k].t / dt)).astype(np.int64)
             s_rec[st, np.asarray(smons[k].i)] = True
@@ -196,11 +230,12 @@ def run_brian2(net: IntegerNetwork, inputs: np.ndarray, target: str = "numpy", r
             c = np.asarray(syns[k].count, np.int64)
             per_syn.append(c)
             n_spk = int(smons[k].num_spikes)
+            synops = int(c.sum()) + sum(int(np.asarray(x.count, np.int64).sum()) for x in shortcut_syns[k])
             counts.append(LayerCounts(input_events=np.array([in_events], np.int64),
-                                      synops=np.array([int(c.sum())], np.int64),
+                                      synops=np.array([synops], np.int64),
                                       neuron_updates=np.array([int(np.asarray(groups[k].n_upd).sum())], np.int64),
                                       spikes=np.array([n_spk], np.int64)))
-            in_events = n_spk
+            node_events.append(n_spk)
     finally:
         b2.prefs.codegen.target = old_target
         b2.prefs.core.default_integer_dtype = old_int

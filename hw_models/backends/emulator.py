@@ -169,13 +169,9 @@ class _LayerPlan:
     (int64 and int32 copies), and the weight matrices of every accumulation path (built on first use)."""
 
     def __init__(self, layer: IntLayer):
-        self.layer = layer
-        self.kind = layer.kind
-        self.n_in, self.n_out = layer.n_in, layer.n_out
-        self.weight_exp = int(layer.weight_exp)
-        self.struct = _structure(layer)
-        self.fan = self.struct["fan"]
-        self.row_abs_sum = self.struct["row_abs_sum"]
+        self._init_block(layer)
+        # shortcut blocks (rule 1b): their own weights and exponent, accumulated like a main block
+        self.shortcuts = [_BlockPlan(sc) for sc in layer.shortcuts]
         bias = np.asarray(layer.bias, np.int64).reshape(-1)
         vth64 = np.broadcast_to(core_spec.scaled_threshold(layer.vth), (self.n_out,))
         self.bias = bias[:, None]  # (n_out, 1), broadcasts over the batch
@@ -191,13 +187,23 @@ class _LayerPlan:
         if self.int32_ok:
             self.bias32 = self.bias.astype(np.int32)
             self.vth32 = self.vth64.astype(np.int32)
-        self.geometry = conv_geometry(layer) if layer.kind == "conv" else None
-        self.n_synapses = self.n_in * self.n_out if layer.kind == "dense" else int(self.struct["synapses"][0].size)
-        self.work: dict = {}  # im2col buffers of this emulator
         # per-synapse delays: one weight matrix per delay value (core_spec rule 1)
         self.max_delay = layer.max_delay
         self.delay_buckets = None if layer.delay is None else [
             (int(d), np.where(layer.delay == d, layer.weight_mant, 0).astype(np.int64)) for d in np.unique(layer.delay)]
+
+    def _init_block(self, layer) -> None:
+        """The synapse-block part: sizes, weight exponent, shared weight structures, conv geometry."""
+        self.layer = layer
+        self.kind = layer.kind
+        self.n_in, self.n_out = layer.n_in, layer.n_out
+        self.weight_exp = int(layer.weight_exp)
+        self.struct = _structure(layer)
+        self.fan = self.struct["fan"]
+        self.row_abs_sum = self.struct["row_abs_sum"]
+        self.geometry = conv_geometry(layer) if layer.kind == "conv" else None
+        self.n_synapses = self.n_in * self.n_out if layer.kind == "dense" else int(self.struct["synapses"][0].size)
+        self.work: dict = {}  # im2col buffers of this emulator
 
     def weights(self, what: str, dtype) -> np.ndarray | sp.csr_matrix:
         """Weight matrices by path, converted to ``dtype`` once (shared cache):
@@ -254,6 +260,14 @@ class _LayerPlan:
         if self.kind == "dense":
             return sp.csr_matrix(np.asarray(self.layer.weight_mant, np.int64))
         return self.weights("unrolled", np.int64)
+
+
+class _BlockPlan(_LayerPlan):
+    """A shortcut block's plan: the synapse part of ``_LayerPlan`` only (no neurons of its own)."""
+
+    def __init__(self, block):
+        self._init_block(block)
+        self.shortcuts = []
 
 
 def _im2col(x: np.ndarray, layer: IntLayer, geom: tuple[int, int, int, int], dtype,
@@ -545,6 +559,11 @@ class Emulator:
             if kernel == "compiled":
                 raise ValueError("the compiled kernel has no synaptic delays; use kernel='numpy' (or 'auto')")
             self.kernel = "numpy"  # delays run on the NumPy engine
+        if self.kernel == "compiled" and net.residual:
+            if kernel == "compiled":
+                raise ValueError("the compiled kernel runs chains only; a residual network (shortcut blocks) needs "
+                                 "kernel='numpy' (or 'auto')")
+            self.kernel = "numpy"  # residual DAGs run on the NumPy engine
         if self.kernel == "compiled":
             self._plan = compiled.plan_for(net)  # validated, cached per network object
             self._plans = []
@@ -646,6 +665,7 @@ class Emulator:
         spikes_out, v_out, u_out, counts = [], [], [], []
         self.last_paths = []
         ev = ev_in = None
+        nodes = [(x, xmax)]  # feature-major input of every node (0: the network input, k + 1: layer k's spikes)
         for k, plan in enumerate(self._plans):
             n_out = plan.n_out
             if ev is None:  # input events per sample; for k > 0 the spike count of the layer below
@@ -659,9 +679,18 @@ class Emulator:
             if plan.delay_buckets is not None:
                 acc, self._hist[k], rows[4] = _delayed_accumulate(plan, x, self._hist[k], t, b)
                 path, bound = "delayed", int(np.abs(acc).max()) if acc.size else 0
+            elif plan.shortcuts:
+                rows[4] = active_updates(plan.layer, x.T, shortcut_rows=[nodes[sc.source + 1][0].T
+                                                                         for sc in plan.layer.shortcuts]
+                                         ).reshape(t, b).sum(axis=0)
+                acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             else:
                 rows[4] = plan.active_updates(x, t, b)
                 acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
+            sc_rows = None
+            if plan.shortcuts:  # rule 1b: each block through its own exponent, then the int32 sum (int64 LIF)
+                acc, bound, sc_rows = self._shortcut_activation(plan, acc, bound, nodes, t, b)
+                path += "+shortcut"
             self.last_paths.append(path)
             u, v = self._u[k], self._v[k]
             s_rec = np.empty((t, n_out, b), bool)  # step-major, as the LIF loop writes it
@@ -671,14 +700,14 @@ class Emulator:
             # magnitude bounds (Python ints) prove when no wrap / clip can happen, skipping the checks;
             # first from the bounds carried over from the last call, then (if those do not suffice)
             # from the state itself
-            a_bnd = core_spec.shifted_bound(bound, plan.weight_exp)
+            a_bnd = bound if sc_rows is not None else core_spec.shifted_bound(bound, plan.weight_exp)
             u_bnd, v_bnd = self._bounds[k]
             checks, clean, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_bnd, plan, t)
             if not clean:
                 u_bnd = int(np.abs(u).max()) if u.size else 0
                 v_bnd = int(np.abs(v).max()) if v.size else 0
                 checks, clean, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_bnd, plan, t)
-            if plan.int32_ok and clean:
+            if plan.int32_ok and clean and sc_rows is None:
                 # int32 loop: shift-only decays, every value proved inside 24 bits
                 a, _ = _activation_step_major(acc, plan.weight_exp, bound, t, b, as_int32=True)
                 u32, v32 = u, v  # v is updated in place (it is this layer's state)
@@ -705,7 +734,10 @@ class Emulator:
                 u, v = u32, v32
             else:
                 # step-major (t, n_out, b): every step's slice contiguous for the LIF loop
-                a, a_max = _activation_step_major(acc, plan.weight_exp, bound, t, b)
+                if sc_rows is None:
+                    a, a_max = _activation_step_major(acc, plan.weight_exp, bound, t, b)
+                else:  # already the summed activation, step-major and << 6
+                    a, a_max = acc, bound
                 checks, _, u_end, v_end = _lif_checks(u_bnd, v_bnd, a_max, plan, t)
                 u, v = u.astype(np.int64), v.astype(np.int64)
                 for step in range(t):
@@ -723,6 +755,9 @@ class Emulator:
                 np.multiply(ev, n_out, out=rows[1])
             else:
                 rows[1] = plan.fan @ (ev_in if ev_in is not None else _events_per_sample(x, t, b))
+            if sc_rows is not None:  # the shortcut blocks' input events and SynOps
+                rows[0] += sc_rows[0]
+                rows[1] += sc_rows[1]
             rows[2] = t * n_out
             rows[3] = ev_out
             self._totals[k] += rows
@@ -735,11 +770,34 @@ class Emulator:
                 x = s_rec.reshape(n_out, b)
             else:  # the next layer's input, feature-major
                 x = np.ascontiguousarray(s_rec.transpose(1, 0, 2)).reshape(n_out, t * b)
+            nodes.append((x, 1))
             ev_in = None
             xmax = 1
             ev = ev_out
         self.steps += t
         return spikes_out, v_out, u_out, counts
+
+    def _shortcut_activation(self, plan: _LayerPlan, acc: np.ndarray, bound: int, nodes: list, t: int, b: int
+                             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
+        """Rule 1b for a layer with shortcut blocks: the main block's sums ``acc`` and each shortcut's, each
+        through its own weight exponent, summed as int32 -> ``(t, n_out, b)`` int64 ``<< 6``, a bound on the
+        sum (before ``<< 6``), and the shortcuts' (input events, SynOps) per sample."""
+        a, a_max = _activation_step_major(acc, plan.weight_exp, bound, t, b)
+        ev = np.zeros(b, np.int64)
+        syn = np.zeros(b, np.int64)
+        for sp_plan in plan.shortcuts:
+            xs, xs_max = nodes[sp_plan.layer.source + 1]
+            acc_s, _, bnd_s = _accumulate(sp_plan, xs, self.sparse_threshold, xs_max)
+            a_s, max_s = _activation_step_major(acc_s, sp_plan.weight_exp, bnd_s, t, b)
+            a += a_s
+            a_max += max_s
+            per_in = _events_per_sample(xs, t, b)
+            ev += per_in.sum(axis=0)
+            syn += sp_plan.fan @ per_in
+        if a_max > _I32_MAX and a.size:  # the int32 sum of the blocks (the ports' int32 addition)
+            a = (a >> core_spec.ACT_SHIFT).astype(np.int32).astype(np.int64) << core_spec.ACT_SHIFT
+            a_max = int(np.abs(a).max()) >> core_spec.ACT_SHIFT
+        return a, a_max, (ev, syn)
 
     def _advance_compiled(self, chunk: np.ndarray, record_v: bool, reuse_spikes: bool = False
                           ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[LayerCounts]]:
@@ -858,5 +916,39 @@ def random_network(rng: np.random.Generator, input_shape: tuple[int, ...] = (12,
             in_shape=shape, out_shape=oshape, stride=stride, padding=pad, readout=is_readout))
         shape = oshape
     net = IntegerNetwork(layers=out, input_shape=tuple(input_shape), input_max=input_max)
+    net.validate()
+    return net
+
+
+def random_residual_network(rng: np.random.Generator, input_shape: tuple[int, int, int] = (2, 6, 6),
+                            channels: int = 4, binary_hidden: bool = True, input_max: int = 3,
+                            weight_range: tuple[int, int] = (-8, 8), vth_max: int = 6) -> IntegerNetwork:
+    """A random valid residual ``IntegerNetwork`` (a ResNet in miniature) for tests and benchmarks.
+
+    stem conv -> block 1 (conv, conv + identity-like 1x1 shortcut from the stem) -> block 2 (stride-2 conv,
+    conv + 1x1 stride-2 shortcut from block 1's output) -> a second shortcut from the network input into
+    block 1's first conv -> dense readout. Shortcut mantissas are random int8 values, their exponents
+    drawn independently of the main blocks' (rule 1b adds differently scaled branches).
+    """
+    c = int(channels)
+    net = random_network(rng, input_shape, (("conv", c, 3, 1, 1), ("conv", c, 3, 1, 1), ("conv", c, 3, 1, 1),
+                                            ("conv", c, 3, 2, 1), ("conv", c, 3, 1, 1), ("dense", 5)),
+                         weight_range=weight_range, binary_hidden=binary_hidden, input_max=input_max)
+    from hw_models.integer_network import IntSynapse
+
+    for layer in net.layers[:-1]:  # thresholds low enough that every layer spikes (a dead layer tests nothing)
+        layer.vth = rng.integers(1, vth_max + 1, layer.n_out).astype(np.int32)
+        layer.weight_exp = int(rng.integers(0, 2))
+
+    def shortcut(name: str, src: int, k: int, stride: int) -> IntSynapse:
+        src_shape = tuple(input_shape) if src < 0 else tuple(net.layers[src].out_shape)
+        w = rng.integers(weight_range[0], weight_range[1] + 1, size=(c, src_shape[0], 1, 1)).astype(np.int16)
+        return IntSynapse(name=name, source=src, kind="conv", weight_mant=w, weight_exp=int(rng.integers(-2, 2)),
+                          weight_bits=8, in_shape=src_shape, out_shape=tuple(net.layers[k].out_shape),
+                          stride=(stride, stride))
+
+    net.layers[2].shortcuts = [shortcut("shortcut", 0, 2, 1)]
+    net.layers[4].shortcuts = [shortcut("shortcut", 2, 4, 2)]
+    net.layers[1].shortcuts = [shortcut("from_input", -1, 1, 1)]
     net.validate()
     return net

@@ -11,12 +11,12 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.geometry import conv2d_int
-from hw_models.integer_network import IntegerNetwork, IntLayer
+from hw_models.integer_network import IntegerNetwork, IntLayer, IntSynapse
 from hw_models.results import RunTrace
 
 
-def synaptic_activation(layer: IntLayer, s_in: np.ndarray) -> np.ndarray:
-    """Step 1 of ``core_spec``: the int32 activation of ``layer`` for flat input ``s_in``."""
+def synaptic_activation(layer: IntLayer | IntSynapse, s_in: np.ndarray) -> np.ndarray:
+    """Step 1 of ``core_spec``: the int32 activation of ``layer`` (or a shortcut block) for flat input ``s_in``."""
     if layer.kind == "dense":
         acc = layer.weight_mant.astype(np.int64) @ s_in.astype(np.int64).reshape(-1)
     elif layer.kind == "conv":
@@ -43,8 +43,9 @@ def run_reference(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:
         raise ValueError(f"inputs must be integers (graded spikes), got {inputs.dtype}")
     t_steps = inputs.shape[0]
     spikes, volts, currents = [], [], []
-    layer_in = inputs.reshape(t_steps, -1).astype(np.int64)
-    for layer in net.layers:
+    x_in = inputs.reshape(t_steps, -1).astype(np.int64)
+    layer_in = x_in
+    for k, layer in enumerate(net.layers):
         state = core_spec.CoreState(np.zeros(layer.n_out, np.int32), np.zeros(layer.n_out, np.int32))
         params = layer.core_params()
         s_rec = np.zeros((t_steps, layer.n_out), bool)
@@ -53,6 +54,10 @@ def run_reference(net: IntegerNetwork, inputs: np.ndarray) -> RunTrace:
         for t in range(t_steps):
             a = synaptic_activation(layer, layer_in[t]) if layer.delay is None else \
                 delayed_activation(layer, layer_in, t)
+            if layer.shortcuts:  # rule 1b: every block by rule 1, then the int32 sum
+                a = core_spec.block_activation(
+                    [a] + [synaptic_activation(sc, (x_in if sc.source < 0 else spikes[sc.source])[t])
+                           for sc in layer.shortcuts])
             s, state = core_spec.step(state, a, params)  # rules 2-4
             s_rec[t], v_rec[t], u_rec[t] = s, state.v, state.u
         spikes.append(s_rec)

@@ -109,7 +109,8 @@ def activity_from_counts(net: IntegerNetwork, counts: Sequence[LayerCounts], act
         spikes = float(np.sum(c.spikes))
         out.append(LayerActivity(
             name=layer.name, kind=layer.kind, n_in=layer.n_in, n_out=layer.n_out,
-            n_synapses=int(fan_out(layer).sum()), n_params=int(np.asarray(layer.weight_mant).size),
+            n_synapses=int(sum(fan_out(blk).sum() for blk in layer.blocks())),
+            n_params=int(sum(np.asarray(blk.weight_mant).size for blk in layer.blocks())),
             weight_bits=int(layer.weight_bits), graded_input=graded and k == 0,
             input_events=float(np.sum(c.input_events)) / b, synops=float(np.sum(c.synops)) / b,
             neuron_updates=float(time_steps * layer.n_out), active_updates=float(np.sum(act)) / b,
@@ -134,9 +135,11 @@ def activity_from_spikes(net: IntegerNetwork, inputs: np.ndarray, spikes: Sequen
         if s.shape[2] != layer.n_out:
             raise ValueError(f"layer {layer.name!r}: spike train has {s.shape[2]} neurons, expected {layer.n_out}")
     counts = counts_from_spikes(net, x, trains)  # input events, SynOps, spikes: the backends' own rule
-    ins = [x.reshape(b, t, -1)] + trains[:-1]
-    active = [active_updates(layer, a.reshape(b * t, -1)).reshape(b, t).sum(axis=1)
-              for layer, a in zip(net.layers, ins)]
+    nodes = [x.reshape(b, t, -1)] + trains  # node k + 1 is layer k; node 0 the input
+    active = [active_updates(layer, nodes[k].reshape(b * t, -1),
+                             shortcut_rows=[nodes[sc.source + 1].reshape(b * t, -1) for sc in layer.shortcuts]
+                             ).reshape(b, t).sum(axis=1)
+              for k, layer in enumerate(net.layers)]
     return activity_from_counts(net, counts, active, t)
 
 
@@ -319,8 +322,10 @@ def memory_footprint(net: IntegerNetwork) -> MemoryFootprint:
     """
     rows = []
     for layer in net.layers:
-        n = int(np.asarray(layer.weight_mant).size)
-        rows.append({"name": layer.name, "kind": layer.kind, "params": n, "weight_bits": int(layer.weight_bits),
-                     "bits": n * int(layer.weight_bits), "float32_bits": 32 * n,
-                     "expanded_synapses": int(fan_out(layer).sum())})
+        for blk in layer.blocks():  # a shortcut is a row of its own: its weights have their own width
+            n = int(np.asarray(blk.weight_mant).size)
+            name = layer.name if blk is layer else f"{layer.name}.{blk.name}"
+            rows.append({"name": name, "kind": blk.kind, "params": n, "weight_bits": int(blk.weight_bits),
+                         "bits": n * int(blk.weight_bits), "float32_bits": 32 * n,
+                         "expanded_synapses": int(fan_out(blk).sum())})
     return MemoryFootprint(rows)

@@ -81,8 +81,14 @@ class LavaBatchResult:
 
 
 def layer_offset(k: int) -> int:
-    """Lava ``time_step`` at which layer ``k`` integrates canonical step 0."""
+    """Lava ``time_step`` at which layer ``k`` integrates canonical step 0 (``k = -1``: the source sends it)."""
     return 2 + k * core_spec.LAVA_DELAY_PER_LAYER
+
+
+def shortcut_delay(k: int, source: int) -> int:
+    """Extra steps a shortcut from node ``source`` into layer ``k`` holds its activation: its spikes leave
+    ``k - 1 - source`` layers earlier than the main branch's, and must reach layer ``k`` in the same step."""
+    return layer_offset(k) - layer_offset(source) - core_spec.LAVA_DELAY_PER_LAYER
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +328,9 @@ def check_stock_compatible(net: IntegerNetwork) -> None:
     for layer in net.layers:
         if layer.delay is not None:
             raise ValueError(f"layer {layer.name!r}: stock=True has no delays (use the default processes)")
+        if layer.shortcuts:
+            raise ValueError(f"layer {layer.name!r}: stock=True has no residual shortcuts (Lava's stock Dense cannot "
+                             f"hold a shortcut's activation for the layers it skips; use the default processes)")
         if layer.kind != "dense":
             raise ValueError(f"layer {layer.name!r}: stock=True supports dense layers only (Lava's stock Conv "
                              f"ignores weight_exp in fixed_pt, flips the kernel and imports torch)")
@@ -346,6 +355,7 @@ def _build(net: IntegerNetwork, data: np.ndarray, period: int, n_windows: int, r
     prev_out = source.s_out
     built = []
     probes = []
+    shortcut_procs = []  # kept alive with the graph
     for k, layer in enumerate(net.layers):
         nmb = 8 if k == 0 and net.input_max > 1 else 0
         if stock:
@@ -386,6 +396,17 @@ def _build(net: IntegerNetwork, data: np.ndarray, period: int, n_windows: int, r
                           name=f"{layer.name}_lif")
         prev_out.connect(syn.s_in)
         syn.a_out.connect(lif.a_in)
+        for sc in layer.shortcuts:  # rule 1b: more blocks into the same a_in, which sums them
+            from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense
+
+            args = dict(weights=sc.weight_mant, weight_exp=int(sc.weight_exp),
+                        num_message_bits=8 if sc.source < 0 and net.input_max > 1 else 0,
+                        pipeline_delay=shortcut_delay(k, sc.source), name=f"{layer.name}_{sc.name}_syn")
+            blk = BinaryDense(**args) if sc.kind == "dense" else \
+                BinaryConv(in_shape=sc.in_shape, stride=sc.stride, padding=sc.padding, **args)
+            (source.s_out if sc.source < 0 else built[sc.source][1].s_out).connect(blk.s_in)
+            blk.a_out.connect(lif.a_in)
+            shortcut_procs.append(blk)
         prev_out = lif.s_out
         built.append((syn, lif))
     return source, built, probes
@@ -484,7 +505,7 @@ def _input_matrix(net: IntegerNetwork, inputs: np.ndarray, n_steps: int) -> np.n
 
 def default_timeout(net: IntegerNetwork, n_steps: int) -> float:
     """A generous bound: start-up plus ~10 ms per step per process (measured ~1.3 ms here)."""
-    n_procs = 1 + 2 * len(net.layers)
+    n_procs = 1 + 2 * len(net.layers) + sum(len(l.shortcuts) for l in net.layers)
     return 60.0 + 0.01 * n_steps * n_procs
 
 

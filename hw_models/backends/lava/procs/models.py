@@ -49,7 +49,17 @@ class _SynapseFixedBase(PyLoihiProcessModel):
             acc = self.accumulate(s_in.astype(np.int64))
         else:  # as Lava's DelayDense: a ring of future sums, one slot per delay
             acc = self._delayed(s_in.astype(np.int64), delays)
-        self.a_buff = core_spec.apply_weight_exp(acc, int(self.weight_exp.item()))
+        self.a_buff = self._pipeline(core_spec.apply_weight_exp(acc, int(self.weight_exp.item())))
+
+    def _pipeline(self, a: np.ndarray) -> np.ndarray:
+        """Hold activations ``pipeline_delay`` extra steps (a FIFO; zeros until it fills)."""
+        d = int(self.proc_params.get("pipeline_delay", 0) or 0)
+        if d == 0:
+            return a
+        if getattr(self, "_fifo", None) is None:
+            self._fifo = [np.zeros_like(a) for _ in range(d)]
+        self._fifo.append(a)
+        return self._fifo.pop(0)
 
     def _delayed(self, s_in: np.ndarray, delays: np.ndarray) -> np.ndarray:
         if getattr(self, "_ring", None) is None:
@@ -99,7 +109,7 @@ class _SynapseFloatBase(PyLoihiProcessModel):
     def run_spk(self) -> None:
         self.a_out.send(self.a_buff)
         s_in = self.s_in.recv().astype(float)
-        self.a_buff = self.accumulate(s_in) * 2.0 ** float(self.weight_exp.item())
+        self.a_buff = _SynapseFixedBase._pipeline(self, self.accumulate(s_in) * 2.0 ** float(self.weight_exp.item()))
 
 
 @implements(proc=BinaryDense, protocol=LoihiProtocol)

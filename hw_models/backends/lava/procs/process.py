@@ -52,11 +52,15 @@ class BinaryDense(_ValidatedProcess):
     applied to the mantissas, so ±1 stays ±1.
 
     ``num_message_bits > 0`` marks graded input (integer payloads), 0 binary spikes.
+    ``pipeline_delay`` holds every activation that many extra steps (a residual shortcut that skips
+    layers must arrive with the main branch, which is one step later per layer it passes).
     """
 
     def __init__(self, *, weights: np.ndarray, weight_exp: int = 0, num_message_bits: int = 0,
-                 delays: ty.Optional[np.ndarray] = None, name: ty.Optional[str] = None) -> None:
+                 delays: ty.Optional[np.ndarray] = None, pipeline_delay: int = 0,
+                 name: ty.Optional[str] = None) -> None:
         owner = f"BinaryDense {name!r}"
+        pipeline_delay = _int_scalar("pipeline_delay", pipeline_delay, 0, 1 << 16, owner)
         w = np.asarray(weights)
         if w.ndim != 2:
             raise ValueError(f"{owner}: weights must be 2-D (n_out, n_in), got shape {w.shape}")
@@ -67,7 +71,7 @@ class BinaryDense(_ValidatedProcess):
             if weight_exp < 0:
                 raise ValueError(f"{owner}: delays need weight_exp >= 0")
         super().__init__(weights=w, weight_exp=weight_exp, num_message_bits=num_message_bits, delays=delays,
-                         name=name)
+                         pipeline_delay=pipeline_delay, name=name)
         n_out, n_in = w.shape
         self.s_in = InPort(shape=(n_in,))
         self.a_out = OutPort(shape=(n_out,))
@@ -81,12 +85,15 @@ class BinaryConv(_ValidatedProcess):
     """2-D convolution synapses (cross-correlation, torch's convention) on C-order flat ports.
 
     ``weights`` ``(C_out, C_in, kH, kW)`` integer mantissas, ``in_shape`` ``(C, H, W)``;
-    the ports are flat (``n_in``, ``n_out``) so they connect to ``CoreLIF`` directly.
+    the ports are flat (``n_in``, ``n_out``) so they connect to ``CoreLIF`` directly;
+    ``pipeline_delay`` as in ``BinaryDense``.
     """
 
     def __init__(self, *, weights: np.ndarray, in_shape: tuple[int, int, int], stride=(1, 1), padding=(0, 0),
-                 weight_exp: int = 0, num_message_bits: int = 0, name: ty.Optional[str] = None) -> None:
+                 weight_exp: int = 0, num_message_bits: int = 0, pipeline_delay: int = 0,
+                 name: ty.Optional[str] = None) -> None:
         owner = f"BinaryConv {name!r}"
+        pipeline_delay = _int_scalar("pipeline_delay", pipeline_delay, 0, 1 << 16, owner)
         w = np.asarray(weights)
         if w.ndim != 4 or len(in_shape) != 3 or w.shape[1] != in_shape[0]:
             raise ValueError(f"{owner}: weights {w.shape} do not fit input (C, H, W) = {tuple(in_shape)}")
@@ -100,7 +107,8 @@ class BinaryConv(_ValidatedProcess):
             raise ValueError(f"{owner}: empty output for input {tuple(in_shape)} and kernel {w.shape[2:]}")
         out_shape = (w.shape[0], ho, wo)
         super().__init__(weights=w, in_shape=(c, h, wd), out_shape=out_shape, stride=(sh, sw), padding=(ph, pw),
-                         weight_exp=weight_exp, num_message_bits=num_message_bits, name=name)
+                         weight_exp=weight_exp, num_message_bits=num_message_bits, pipeline_delay=pipeline_delay,
+                         name=name)
         self.in_shape = (c, h, wd)
         self.out_shape = out_shape
         self.s_in = InPort(shape=(c * h * wd,))
