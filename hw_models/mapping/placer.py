@@ -21,6 +21,12 @@ Rules
   (exact for dense layers, where every neuron has the same fan-in; first-fit for conv).
 * Total cores ``<= cores_per_chip * max_chips``.
 
+* A layer with residual shortcuts (several synapse blocks into its neurons) counts every
+  block: its synapses at each block's weight width, and as input axons the distinct
+  presynaptic neurons of every source node; the shortcut's source cores add the shortcut's
+  destinations to their fan-out (a source reaching one core by two blocks is counted twice,
+  a conservative bound).
+
 Anything that cannot fit raises ``PlacementError`` naming the layer, the limit and the
 amount (e.g. a neuron whose fan-in alone exceeds the axon limit).
 
@@ -193,6 +199,73 @@ def _conv_receptive(layer: IntLayer) -> tuple[np.ndarray, np.ndarray]:
     return pos, valid.reshape(ho * wo, -1).sum(axis=1)
 
 
+def _block_bits(blk, spec, owner: str) -> int:
+    """Synaptic-memory bits per synapse of one block (checked against the core's synapse width)."""
+    if blk.weight_bits > spec.max_weight_bits:
+        raise PlacementError(f"layer {owner!r}: {blk.weight_bits}-bit weights exceed the core's "
+                             f"{spec.max_weight_bits}-bit synapses")
+    return int(blk.weight_bits) + int(spec.synapse_overhead_bits)
+
+
+def _place_residual(li: int, layer: IntLayer, sources: list[int], chip: ChipSpec, first_core: int,
+                    cap: int) -> list[CoreAssignment]:
+    """A layer fed by several synapse blocks (a residual add): the greedy fill counts every block's synapses
+    (each at its own weight width) and the distinct presynaptic neurons of every source node as input axons."""
+    from hw_models.geometry import synapse_list
+
+    spec = chip.core
+    max_neurons = min(spec.max_neurons, cap)
+    blocks = []  # (source node, per-neuron presynaptic lists as CSR, bits per synapse)
+    n_syn = np.zeros(layer.n_out, np.int64)
+    n_bits = np.zeros(layer.n_out, np.int64)
+    for blk, src in zip(layer.blocks(), sources):
+        bits = _block_bits(blk, spec, layer.name)
+        if blk is layer and layer.delay is not None:
+            bits += int(spec.delay_bits)
+        pre, post, _ = synapse_list(blk)
+        order = np.argsort(post, kind="stable")
+        cnt = np.bincount(post, minlength=layer.n_out)
+        indptr = np.zeros(layer.n_out + 1, np.int64)
+        np.cumsum(cnt, out=indptr[1:])
+        blocks.append((src, indptr, pre[order], blk.n_in))
+        n_syn += cnt
+        n_bits += cnt * bits
+    by_src: dict[int, list] = {}
+    for src, indptr, pre, n_in in blocks:
+        by_src.setdefault(src, []).append((indptr, pre, n_in))
+    if int(n_bits.max(initial=0)) > spec.synaptic_memory_bits:
+        o = int(np.argmax(n_bits))
+        raise PlacementError(f"layer {layer.name!r}: one neuron's synapses (all blocks) need {int(n_bits[o])} bits, "
+                             f"more than the core's {spec.synaptic_memory_bits}-bit synaptic memory")
+    masks = {src: np.zeros(parts[0][2], bool) for src, parts in by_src.items()}
+    cores: list[CoreAssignment] = []
+    start, syn, bits_used, axons = 0, 0, 0, 0
+    for o in range(layer.n_out):
+        new = {src: np.unique(np.concatenate([pre[indptr[o]:indptr[o + 1]] for indptr, pre, _ in parts]))
+               for src, parts in by_src.items()}
+        own = sum(int(v.size) for v in new.values())
+        if own > spec.max_fan_in_axons:
+            raise PlacementError(f"layer {layer.name!r}: one neuron's fan-in of {own} axons (all blocks) exceeds the "
+                                 f"{spec.max_fan_in_axons}-axon input limit by {own - spec.max_fan_in_axons}")
+        add = {src: v[~masks[src][v]] for src, v in new.items()}
+        n_add = sum(int(v.size) for v in add.values())
+        fits = ((o - start + 1) <= max_neurons and axons + n_add <= spec.max_fan_in_axons
+                and bits_used + int(n_bits[o]) <= spec.synaptic_memory_bits)
+        if not fits:
+            cores.append(CoreAssignment(first_core + len(cores), layer.name, li, start, o, syn, bits_used, axons))
+            start, syn, bits_used, axons = o, 0, 0, 0
+            for m in masks.values():
+                m[:] = False
+            add, n_add = new, own
+        for src, v in add.items():
+            masks[src][v] = True
+        axons += n_add
+        syn += int(n_syn[o])
+        bits_used += int(n_bits[o])
+    cores.append(CoreAssignment(first_core + len(cores), layer.name, li, start, layer.n_out, syn, bits_used, axons))
+    return cores
+
+
 def _place_layer(li: int, layer: IntLayer, chip: ChipSpec, first_core: int, cap: int) -> list[CoreAssignment]:
     spec = chip.core
     max_neurons = min(spec.max_neurons, cap)
@@ -268,11 +341,12 @@ def place_layer(layer: IntLayer, chip: ChipSpec | str = "loihi1") -> list[CoreAs
     return _place_layer(0, layer, chip, 0, chip.core.max_neurons)
 
 
-def _fan_out(src_cores: list[CoreAssignment], dst: IntLayer, dst_cores: list[CoreAssignment]) -> None:
-    """Fill ``fan_out_axons`` of ``src_cores``: per source neuron, the number of ``dst`` cores it reaches."""
+def _fan_out(src_cores: list[CoreAssignment], dst, dst_cores: list[CoreAssignment], add: bool = False) -> None:
+    """Fill ``fan_out_axons`` of ``src_cores``: per source neuron, the number of cores of block ``dst`` (a layer
+    or a shortcut into ``dst_cores``' layer) it reaches; ``add=True`` adds to what other blocks already need."""
     if dst.kind == "dense":
         for c in src_cores:
-            c.fan_out_axons = c.neurons * len(dst_cores)
+            c.fan_out_axons = (c.fan_out_axons if add else 0) + c.neurons * len(dst_cores)
         return
     # conv: source neuron (ci, y, x) reaches output positions whose window covers (y, x), all channels
     pos, _ = _conv_receptive(dst)
@@ -291,7 +365,7 @@ def _fan_out(src_cores: list[CoreAssignment], dst: IntLayer, dst_cores: list[Cor
     per_in_pos = np.array([len(r) for r in reach])
     per_src = np.tile(per_in_pos, dst.in_shape[0])  # C-order: (ci, y, x)
     for c in src_cores:
-        c.fan_out_axons = int(per_src[c.neuron_start:c.neuron_stop].sum())
+        c.fan_out_axons = (c.fan_out_axons if add else 0) + int(per_src[c.neuron_start:c.neuron_stop].sum())
 
 
 def place(net: IntegerNetwork, chip: ChipSpec | str = "loihi1", max_chips: Optional[int] = None) -> Placement:
@@ -310,11 +384,16 @@ def place(net: IntegerNetwork, chip: ChipSpec | str = "loihi1", max_chips: Optio
         per_layer: list[list[CoreAssignment]] = []
         n = 0
         for li, layer in enumerate(net.layers):
-            cs = _place_layer(li, layer, chip, n, caps[li])
+            cs = (_place_residual(li, layer, net.sources(li), chip, n, caps[li]) if layer.shortcuts
+                  else _place_layer(li, layer, chip, n, caps[li]))
             per_layer.append(cs)
             n += len(cs)
         for li in range(len(net.layers) - 1):
             _fan_out(per_layer[li], net.layers[li + 1], per_layer[li + 1])
+        for li, layer in enumerate(net.layers):  # shortcut blocks: their sources' cores project here too
+            for sc in layer.shortcuts:
+                if sc.source >= 0:
+                    _fan_out(per_layer[sc.source], sc, per_layer[li], add=True)
         worst = [(c.fan_out_axons, c) for cs in per_layer for c in cs if c.fan_out_axons > spec.max_fan_out_axons]
         if not worst:
             break

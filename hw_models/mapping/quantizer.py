@@ -43,6 +43,20 @@ such that, for ANY input with values in ``[0, input_max]`` (first layer) or ``{0
 is above threshold.) A layer for which no ``k`` in ``K_RANGE`` works raises ``ValueError``
 naming the layer and the limiting value.
 
+Residual adds (a layer with ``shortcuts``, core_spec rule 1b)
+---------------------------------------------------------
+The neuron's voltage unit is fixed by its main block (``v_int = v * 2**(k+6) / |a_o|``). A
+shortcut branch with folded per-channel ``(a_b, c_b)`` (``ShortcutSpec.folded_affine`` times the
+layer's ``input_gain``, times ``input_scale`` when it reads the input) contributes
+``a_b,o * z_b`` to ``v``, i.e. ``W_b * r_o`` per synapse in the main block's units, with
+``r_o = a_b,o / |a_o|``. Its mantissas are ``m = round(W_b * r_o * 2**e_b)`` with ``e_b`` the
+largest integer that keeps ``|m| <= 127`` (8-bit synapses), and its weight exponent is
+``k - e_b``; its bias ``c_b`` is added to the neuron's. The core adds the blocks' activations
+exactly (rule 1b); what rounding costs is ``LayerQuant.shortcut_rel_err_max`` (mantissa
+rounding relative to the largest branch weight; 0 where ``W_b * r_o * 2**e_b`` are integers, e.g. an
+identity branch whose ``r_o`` are powers of two). The bounds (rules 1-3) use the sum of every
+block's drive. The readout takes no shortcuts.
+
 What it leaves out: per-neuron weight exponents (Loihi has one per synapse group), and
 rounding modes other than round-half-to-even (NumPy's ``round``).
 """
@@ -55,8 +69,8 @@ from typing import Optional
 import numpy as np
 
 from hw_models import core_spec
-from hw_models.integer_network import IntegerNetwork, IntLayer
-from neuro_agmm.artifact import LayerSpec, ModelArtifact
+from hw_models.integer_network import IntegerNetwork, IntLayer, IntSynapse
+from neuro_agmm.artifact import INPUT_NODE, LayerSpec, ModelArtifact
 
 K_RANGE = range(24, -25, -1)  # weight exponents tried, most precise first
 V_LIMIT = core_spec.MAX_UV - 1  # |v| clip of the 24-bit voltage register
@@ -88,6 +102,8 @@ class LayerQuant:
     v_neg_bound: int  # worst-case -v (must stay < 2**23 - 1)
     v_pos_bound: int  # worst-case v for the readout (must stay <= VTH_MAX << 6); 0 otherwise
     limited_by: str  # which constraint stopped k from growing
+    shortcut_exps: list[int] = field(default_factory=list)  # weight exponent of each shortcut block
+    shortcut_rel_err_max: float = 0.0  # max |m 2**-e - W r| / max |W r| over the shortcut blocks
 
 
 @dataclass
@@ -123,6 +139,9 @@ class QuantReport:
             vth = "VTH_MAX" if l.readout else f"{l.vth_min}..{l.vth_max}"
             lines.append(f"{l.name:<12}{l.weight_bits:>5}{l.weight_exp:>5}{l.dv:>6}{vth:>16}"
                          f"{l.vth_rel_err_max:>10.2e}{l.bias_err_thr_max:>10.2e}{l.n_flipped:>6}  {l.limited_by}")
+            if l.shortcut_exps:
+                lines.append(f"{'':<12}+ shortcut exp {', '.join(map(str, l.shortcut_exps))}, "
+                             f"mantissa rounding {l.shortcut_rel_err_max:.2e} of the largest branch weight")
         if self.n_samples:
             agree = ", ".join(f"{a:.4f}" for a in self.spike_agreement)
             lines.append(f"on {self.n_samples} samples: spike agreement per layer [{agree}], "
@@ -199,8 +218,24 @@ def _check_finite(layer: LayerSpec) -> None:
             raise ValueError(f"layer {layer.name!r}: {name} is {getattr(layer, name)}")
 
 
+SHORTCUT_MANT_MAX = 127  # a shortcut block's mantissas are 8-bit
+
+
+def _shortcut_mantissas(w_real: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """``(m, e, rel_err)``: ``m = round(w_real * 2**e)`` with the largest ``e`` keeping ``|m| <= 127``."""
+    peak = float(np.max(np.abs(w_real), initial=0.0))
+    if peak == 0:
+        return np.zeros(w_real.shape, np.int64), 0, 0.0
+    e = int(np.floor(np.log2(SHORTCUT_MANT_MAX / peak)))
+    while np.max(np.abs(np.round(w_real * 2.0 ** e))) > SHORTCUT_MANT_MAX:
+        e -= 1
+    m = np.round(w_real * 2.0 ** e).astype(np.int64)
+    return m, e, float(np.max(np.abs(m * 2.0 ** -e - w_real)) / peak)
+
+
 def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: int,
-                    time_steps: int) -> tuple[IntLayer, LayerQuant]:
+                    time_steps: int, shortcut_sources: Optional[list] = None) -> tuple[IntLayer, LayerQuant]:
+    """One layer; ``shortcut_sources``: per shortcut ``(node index, largest input value, reads the input)``."""
     _check_finite(layer)
     name = layer.name
     if not 0.0 <= layer.leak <= 1.0:
@@ -257,11 +292,40 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
         mag = np.full(n_out, A)
 
     pos_z, neg_z = _drive_bounds(mant, layer.kind, n_out, in_max)
+    # shortcut blocks (rule 1b): mantissas in the main block's voltage units, their own exponent offset
+    shortcuts = []  # (spec, source index, mantissas, e_b, positive and negative drive bounds)
+    sc_err = 0.0
+    if layer.shortcuts and not layer.spiking:
+        raise ValueError(f"layer {name!r}: the readout takes no residual shortcuts")
+    for sc, (src, sc_in_max, from_input) in zip(layer.shortcuts, shortcut_sources or []):
+        for nm in ("weight", "scale", "bias"):
+            if not np.all(np.isfinite(np.asarray(getattr(sc, nm), np.float64))):
+                raise ValueError(f"layer {name!r} shortcut {sc.name!r}: {nm} contains NaN or inf")
+        a_b, c_b = sc.folded_affine()
+        a_b, c_b = a_b * layer.input_gain, c_b * layer.input_gain
+        if from_input:
+            a_b = a_b * float(input_scale)
+        if not (np.all(np.isfinite(a_b)) and np.all(np.isfinite(c_b))):
+            raise ValueError(f"layer {name!r} shortcut {sc.name!r}: folded scale/bias is not finite")
+        w_b = np.asarray(sc.weight, np.float64)
+        if np.any(w_b != np.round(w_b)):
+            raise ValueError(f"layer {name!r} shortcut {sc.name!r}: weights must be ±1 or integer codes")
+        ratio = a_b / mag.reshape(n_ch, -1)[:, 0]  # per output channel (conv) or neuron (dense)
+        m_b, e_b, err = _shortcut_mantissas(w_b * ratio.reshape((-1,) + (1,) * (w_b.ndim - 1)))
+        sc_err = max(sc_err, err)
+        c = c + _per_neuron(c_b, layer)
+        pz, nz = _drive_bounds(m_b, sc.kind, n_out, sc_in_max)
+        shortcuts.append((sc, int(src), m_b, e_b, pz, nz))
     thr = float(layer.threshold)
     reasons: list[str] = []
     for k in K_RANGE:
         scale_k = 2.0 ** k
-        u_bound = int(np.ceil(np.max(np.maximum(pos_z, neg_z), initial=0) * scale_k)) << core_spec.ACT_SHIFT
+        if any(not -31 <= k - e_b <= 31 for *_, e_b, _pz, _nz in shortcuts):
+            reasons.append("a shortcut's weight exponent leaves [-31, 31]")
+            continue
+        pos_a = np.ceil(pos_z * scale_k) + sum((np.ceil(pz * 2.0 ** (k - e_b)) for *_, e_b, pz, _ in shortcuts), 0.0)
+        neg_a = np.ceil(neg_z * scale_k) + sum((np.ceil(nz * 2.0 ** (k - e_b)) for *_, e_b, _, nz in shortcuts), 0.0)
+        u_bound = int(np.max(np.maximum(pos_a, neg_a), initial=0)) << core_spec.ACT_SHIFT
         if u_bound > U_LIMIT:
             reasons.append(f"current |u| bound {u_bound:.0f} > {U_LIMIT}")
             continue
@@ -273,7 +337,7 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             continue
         bias_mant, bias_exp = _split_bias(bias_int)
         bias_eff = core_spec.effective_bias(bias_mant, bias_exp).astype(np.int64)
-        _, v_neg, unsafe = _run_bound(neg_z, scale_k, np.clip(-bias_eff, 0, None), dv, time_steps)
+        _, v_neg, unsafe = _run_bound(neg_a, 1.0, np.clip(-bias_eff, 0, None), dv, time_steps)
         if unsafe or v_neg > V_LIMIT:
             reasons.append(f"negative voltage bound {v_neg:.0f} > {V_LIMIT}")
             continue
@@ -287,7 +351,7 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             vth_err = float(np.max(np.abs(vth - vth_exact) / vth_exact)) if n_out else 0.0
             thr_units = vth_exact * 64
         else:
-            _, v_pos, unsafe = _run_bound(pos_z, scale_k, np.clip(bias_eff, 0, None), dv, time_steps)
+            _, v_pos, unsafe = _run_bound(pos_a, 1.0, np.clip(bias_eff, 0, None), dv, time_steps)
             if unsafe or v_pos > READOUT_LIMIT:
                 reasons.append(f"readout voltage bound {v_pos:.0f} > VTH_MAX<<6 = {READOUT_LIMIT}")
                 continue
@@ -303,7 +367,12 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             bias_exp=bias_exp.astype(np.int32), du=core_spec.DECAY_MAX, dv=dv,
             in_shape=tuple(int(x) for x in layer.in_shape), out_shape=tuple(int(x) for x in layer.out_shape),
             stride=tuple(int(x) for x in layer.stride), padding=tuple(int(x) for x in layer.padding),
-            readout=not layer.spiking)
+            readout=not layer.spiking,
+            shortcuts=[IntSynapse(name=sc.name, source=src, kind=sc.kind, weight_mant=m_b.astype(np.int16),
+                                  weight_exp=int(k - e_b), weight_bits=8, in_shape=tuple(int(x) for x in sc.in_shape),
+                                  out_shape=tuple(int(x) for x in layer.out_shape),
+                                  stride=tuple(int(x) for x in sc.stride), padding=tuple(int(x) for x in sc.padding))
+                       for sc, src, m_b, e_b, _, _ in shortcuts])
         int_layer.validate()
         q = LayerQuant(
             name=name, kind=layer.kind, readout=not layer.spiking, weight_bits=weight_bits, weight_exp=int(k), dv=dv,
@@ -312,7 +381,8 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
             bias_rel_err_max=float(np.max(berr[nzb] / np.abs(bias_exact[nzb]))) if np.any(nzb) else 0.0,
             bias_err_thr_max=float(np.max(berr / thr_units)) if n_out else 0.0,
             weight_rel_err_max=weight_rel_err, u_bound=int(u_bound), v_neg_bound=int(v_neg),
-            v_pos_bound=int(v_pos), limited_by=limited)
+            v_pos_bound=int(v_pos), limited_by=limited,
+            shortcut_exps=[int(k - e_b) for *_, e_b, _, _ in shortcuts], shortcut_rel_err_max=sc_err)
         return int_layer, q
     raise ValueError(f"layer {name!r}: no weight exponent in [{K_RANGE.stop + 1}, {K_RANGE.start}] fits the core; "
                      f"at the smallest: {reasons[-1]}")
@@ -343,8 +413,22 @@ def quantize_layers(art: ModelArtifact, t_bound: int, quantize_layer, source: st
     """Run ``quantize_layer(layer, first, input_scale, in_max, time_steps)`` over ``art``'s layers and assemble
     the network and report (shared by this quantizer and ``netx_quantizer``)."""
     int_layers, quants = [], []
+    index = {l.name: i for i, l in enumerate(art.layers)}
+    if len(index) != len(art.layers):
+        raise ValueError("layer names must be unique (residual shortcuts name their source)")
     for i, layer in enumerate(art.layers):
-        il, q = quantize_layer(layer, i == 0, art.input_scale, int(art.input_max) if i == 0 else 1, t_bound)
+        kwargs = {}
+        if layer.shortcuts:
+            if quantize_layer is not _quantize_layer:
+                raise ValueError(f"layer {layer.name!r} has residual shortcuts, which {source} cannot map")
+            srcs = []
+            for sc in layer.shortcuts:
+                if sc.source != INPUT_NODE and index.get(sc.source, i) >= i:
+                    raise ValueError(f"layer {layer.name!r} shortcut {sc.name!r}: source {sc.source!r} is not an "
+                                     f"earlier layer or {INPUT_NODE!r}")
+                srcs.append((-1, int(art.input_max), True) if sc.source == INPUT_NODE else (index[sc.source], 1, False))
+            kwargs["shortcut_sources"] = srcs
+        il, q = quantize_layer(layer, i == 0, art.input_scale, int(art.input_max) if i == 0 else 1, t_bound, **kwargs)
         int_layers.append(il)
         quants.append(q)
     net = IntegerNetwork(layers=int_layers, input_shape=tuple(int(x) for x in art.input_shape),

@@ -12,6 +12,11 @@ Float semantics the artifact defines (the trained model and every reader agree o
   ``I = gamma[c] * (I - mean[c]) / sqrt(var[c] + eps) + beta[c]``;
 * a spiking neuron: ``v[t] = leak * v[t-1] + input_gain * I[t]``; spike when
   ``v[t] > threshold``; a spike resets ``v`` to 0 (hard reset);
+* a residual add (format 3): a layer's ``shortcuts`` add their branch currents
+  ``scale_b[c] * (W_b x_b) + bias_b[c]`` [each with its own batch norm] to ``I`` before the
+  neuron, ``x_b`` being the spikes of the earlier layer named ``source`` (or the scaled input,
+  ``source = "input"``); the layers form a DAG of named nodes in topological order, each
+  reading the node before it plus its shortcuts' sources;
 * the readout layer (``spiking=False``) integrates ``v[t] = leak * v[t-1] + input_gain * I[t]``
   without spiking; the prediction is ``argmax v[T-1]``.
 
@@ -24,6 +29,8 @@ Layout (format ``neuro_agmm.bsnn``, version ``FORMAT_VERSION``)::
                            weight_shape, leak, threshold, input_gain, spiking
                      datasets: sign_bits (uint8, packbits of W > 0) for binary,
                                weight (int8) for int8, scale, bias, [bn/gamma, beta, mean, var; attr eps]
+    /layers/<i>/shortcuts/<j>  (format 3) attrs: name, source, kind, precision, in_shape, stride,
+                           padding, weight_shape; datasets as a layer's
     /hardware        (optional, written by ``neuro_agmm.map``): integer network, placement
 """
 
@@ -31,9 +38,9 @@ from neuro_agmm.artifact.encoding import InputEncoding
 from neuro_agmm.artifact.files import atomic_write
 from neuro_agmm.artifact.h5 import check_format, open_h5, require_attr, require_dataset
 from neuro_agmm.artifact.io import read_artifact, write_artifact
-from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, ArtifactError, BatchNormSpec,
-                                        LayerSpec, ModelArtifact, Precision)
+from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, INPUT_NODE, READABLE_VERSIONS, ArtifactError,
+                                        BatchNormSpec, LayerSpec, ModelArtifact, Precision, ShortcutSpec)
 
 __all__ = ["InputEncoding", "atomic_write", "check_format", "open_h5", "require_attr", "require_dataset",
-           "read_artifact", "write_artifact", "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "ArtifactError",
-           "BatchNormSpec", "LayerSpec", "ModelArtifact", "Precision"]
+           "read_artifact", "write_artifact", "FORMAT_NAME", "FORMAT_VERSION", "INPUT_NODE", "READABLE_VERSIONS",
+           "ArtifactError", "BatchNormSpec", "LayerSpec", "ModelArtifact", "Precision", "ShortcutSpec"]

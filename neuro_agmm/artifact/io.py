@@ -13,8 +13,8 @@ import numpy as np
 from neuro_agmm.artifact.encoding import InputEncoding, encoding_for_v1
 from neuro_agmm.artifact.files import atomic_write
 from neuro_agmm.artifact.h5 import check_format, open_h5, require_attr, require_dataset
-from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, ArtifactError, BatchNormSpec,
-                                        LayerSpec, ModelArtifact)
+from neuro_agmm.artifact.schema import (FORMAT_NAME, FORMAT_VERSION, INPUT_NODE, READABLE_VERSIONS, ArtifactError,
+                                        BatchNormSpec, LayerSpec, ModelArtifact, ShortcutSpec)
 
 
 def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version: str = "0.1.0") -> Path:
@@ -42,24 +42,38 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
                                out_shape=list(l.out_shape), stride=list(l.stride), padding=list(l.padding),
                                weight_shape=list(l.weight.shape), leak=float(l.leak), threshold=float(l.threshold),
                                input_gain=float(l.input_gain), spiking=bool(l.spiking))
-                w = np.asarray(l.weight)
-                if l.precision == "binary":
-                    if not np.all(np.abs(w) == 1):
-                        raise ArtifactError(f"layer {l.name!r}: binary weights must be ±1")
-                    g.create_dataset("sign_bits", data=np.packbits((w > 0).reshape(-1)))
-                else:
-                    if np.any(np.abs(w) > 127) or np.any(w != np.round(w)):
-                        raise ArtifactError(f"layer {l.name!r}: int8 weights must be integers in [-127, 127]")
-                    g.create_dataset("weight", data=w.astype(np.int8))
-                g.create_dataset("scale", data=np.asarray(l.scale, np.float32))
-                g.create_dataset("bias", data=np.asarray(l.bias, np.float32))
-                if l.bn is not None:
-                    bn = g.create_group("bn")
-                    bn.attrs["eps"] = float(l.bn.eps)
-                    for k in ("gamma", "beta", "mean", "var"):
-                        bn.create_dataset(k, data=np.asarray(getattr(l.bn, k), np.float32))
+                _write_block_data(g, l)
+                if l.shortcuts:
+                    sg = g.create_group("shortcuts")
+                    for j, sc in enumerate(l.shortcuts):
+                        b = sg.create_group(str(j))
+                        b.attrs.update(name=sc.name, source=sc.source, kind=sc.kind, precision=sc.precision,
+                                       in_shape=list(sc.in_shape), stride=list(sc.stride), padding=list(sc.padding),
+                                       weight_shape=list(np.shape(sc.weight)))
+                        _write_block_data(b, sc, f"layer {l.name!r} shortcut {sc.name!r}")
 
     return atomic_write(path, write)
+
+
+def _write_block_data(g: h5py.Group, blk, owner: str = "") -> None:
+    """Weights (sign bits or int8 codes), scale, bias and batch norm of a layer or shortcut."""
+    owner = owner or f"layer {blk.name!r}"
+    w = np.asarray(blk.weight)
+    if blk.precision == "binary":
+        if not np.all(np.abs(w) == 1):
+            raise ArtifactError(f"{owner}: binary weights must be ±1")
+        g.create_dataset("sign_bits", data=np.packbits((w > 0).reshape(-1)))
+    else:
+        if np.any(np.abs(w) > 127) or np.any(w != np.round(w)):
+            raise ArtifactError(f"{owner}: int8 weights must be integers in [-127, 127]")
+        g.create_dataset("weight", data=w.astype(np.int8))
+    g.create_dataset("scale", data=np.asarray(blk.scale, np.float32))
+    g.create_dataset("bias", data=np.asarray(blk.bias, np.float32))
+    if blk.bn is not None:
+        bn = g.create_group("bn")
+        bn.attrs["eps"] = float(blk.bn.eps)
+        for k in ("gamma", "beta", "mean", "var"):
+            bn.create_dataset(k, data=np.asarray(getattr(blk.bn, k), np.float32))
 
 
 def read_artifact(path: str | os.PathLike) -> ModelArtifact:
@@ -91,6 +105,94 @@ def _number(value, where: str, key: str, lo: float, hi: float, lo_open: bool = F
 
 
 MAX_DIM = 1 << 24  # no shape axis of a model we read is larger
+
+
+def _read_block_data(g: h5py.Group, lw: str, precision: str, wshape: tuple[int, ...]):
+    """``(weight, scale, bias, bn)`` of a layer or shortcut group, each checked against ``wshape``."""
+    n_w = int(np.prod(wshape))
+    if precision == "binary":
+        bits = require_dataset(g, "sign_bits", lw)
+        if bits.dtype != np.uint8 or bits.size != (n_w + 7) // 8:
+            raise ArtifactError(f"{lw}/sign_bits: expected {(n_w + 7) // 8} uint8 bytes for weight shape "
+                                f"{wshape}, found {bits.size} {bits.dtype}")
+        weight = np.where(np.unpackbits(bits, count=n_w) > 0, 1, -1).astype(np.float32).reshape(wshape)
+    elif precision == "int8":
+        weight = require_dataset(g, "weight", lw)
+        if weight.shape != wshape:
+            raise ArtifactError(f"{lw}/weight: shape {weight.shape} != weight_shape {wshape}")
+        if weight.dtype.kind not in "iu" or (weight.size and (weight.min() < -127 or weight.max() > 127)):
+            raise ArtifactError(f"{lw}/weight: int8 codes must be integers in [-127, 127] "
+                                f"(found {weight.dtype}, {weight.min() if weight.size else 0}.."
+                                f"{weight.max() if weight.size else 0})")
+        weight = weight.astype(np.float32)
+    else:
+        raise ArtifactError(f"{lw}: unknown precision {precision!r}")
+    bn = None
+    if "bn" in g:
+        stats = {k: require_dataset(g["bn"], k, lw + "/bn").astype(np.float64)
+                 for k in ("gamma", "beta", "mean", "var")}
+        for k, arr in stats.items():
+            if arr.shape != (wshape[0],):
+                raise ArtifactError(f"{lw}/bn/{k}: shape {arr.shape}, expected ({wshape[0]},)")
+            if not np.all(np.isfinite(arr)):
+                raise ArtifactError(f"{lw}/bn/{k}: contains NaN or inf")
+        if np.any(stats["var"] < 0):
+            raise ArtifactError(f"{lw}/bn/var: negative variance")
+        eps = _number(require_attr(g["bn"], "eps", lw + "/bn"), lw + "/bn", "eps", 0.0, 1.0, lo_open=True)
+        bn = BatchNormSpec(**stats, eps=eps)
+    scale = require_dataset(g, "scale", lw).astype(np.float64)
+    bias = require_dataset(g, "bias", lw).astype(np.float64)
+    for name, arr in (("scale", scale), ("bias", bias)):
+        if arr.shape != (wshape[0],):
+            raise ArtifactError(f"{lw}/{name}: shape {arr.shape}, expected ({wshape[0]},)")
+        if not np.all(np.isfinite(arr)):
+            raise ArtifactError(f"{lw}/{name}: contains NaN or inf")
+    return weight, scale, bias, bn
+
+
+def _read_shortcuts(g: h5py.Group, lw: str, version: int, earlier: list[LayerSpec], input_shape: tuple[int, ...],
+                    out_shape: tuple[int, ...]) -> list[ShortcutSpec]:
+    """The ``shortcuts`` of one layer group (format 3): each source must be the input or an earlier layer, and
+    its geometry must carry the source's output onto this layer's ``out_shape``."""
+    if version < 3:
+        raise ArtifactError(f"{lw}/shortcuts: residual shortcuts need format_version 3, the file says {version}")
+    out = []
+    sg = g["shortcuts"]
+    names = {l.name: l for l in earlier}
+    for j in range(len(sg)):
+        if str(j) not in sg:
+            raise ArtifactError(f"{lw}/shortcuts: not numbered 0..{len(sg) - 1} (missing {j})")
+        b = sg[str(j)]
+        bw = f"{lw}/shortcuts/{j}"
+        kind = str(require_attr(b, "kind", bw))
+        if kind not in ("dense", "conv"):
+            raise ArtifactError(f"{bw}: unknown kind {kind!r}")
+        source = str(require_attr(b, "source", bw))
+        if source != INPUT_NODE and source not in names:
+            raise ArtifactError(f"{bw}: source {source!r} is neither {INPUT_NODE!r} nor an earlier layer "
+                                f"({', '.join(names) or 'none'})")
+        src_shape = tuple(input_shape) if source == INPUT_NODE else tuple(names[source].out_shape)
+        wshape = _ints(require_attr(b, "weight_shape", bw), bw, "weight_shape", 2 if kind == "dense" else 4, 1, MAX_DIM)
+        in_shape = _ints(require_attr(b, "in_shape", bw), bw, "in_shape", None, 1, MAX_DIM)
+        stride = _ints(require_attr(b, "stride", bw), bw, "stride", 2, 1, 1 << 10)
+        padding = _ints(require_attr(b, "padding", bw), bw, "padding", 2, 0, 1 << 10)
+        if int(np.prod(in_shape)) != int(np.prod(src_shape)):
+            raise ArtifactError(f"{bw}: in_shape {in_shape} does not match its source {source!r}'s output {src_shape}")
+        if kind == "dense":
+            fits = wshape == (int(np.prod(out_shape)), int(np.prod(in_shape)))
+        else:
+            fits = (len(in_shape) == 3 and len(out_shape) == 3 and wshape[0] == out_shape[0] and
+                    wshape[1] == in_shape[0] and tuple(out_shape[1:]) == tuple(
+                        (in_shape[1 + a] + 2 * padding[a] - wshape[2 + a]) // stride[a] + 1 for a in (0, 1)))
+        if not fits:
+            raise ArtifactError(f"{bw}: weight_shape {wshape} with stride {stride}, padding {padding} does not carry "
+                                f"in_shape {in_shape} onto the layer's out_shape {out_shape} ({kind})")
+        precision = str(require_attr(b, "precision", bw))
+        weight, scale, bias, bn = _read_block_data(b, bw, precision, wshape)
+        out.append(ShortcutSpec(name=str(require_attr(b, "name", bw)), source=source, kind=kind, precision=precision,
+                                weight=weight, scale=scale, bias=bias, in_shape=in_shape, stride=stride,
+                                padding=padding, bn=bn))
+    return out
 
 
 def _read_artifact(path: str | os.PathLike) -> ModelArtifact:
@@ -132,49 +234,13 @@ def _read_artifact(path: str | os.PathLike) -> ModelArtifact:
             if layers and int(np.prod(in_shape)) != int(np.prod(layers[-1].out_shape)):
                 raise ArtifactError(f"{lw}: in_shape {in_shape} does not match the previous layer's output "
                                     f"{layers[-1].out_shape}")
-            n_w = int(np.prod(wshape))
-            if precision == "binary":
-                bits = require_dataset(g, "sign_bits", lw)
-                if bits.dtype != np.uint8 or bits.size != (n_w + 7) // 8:
-                    raise ArtifactError(f"{lw}/sign_bits: expected {(n_w + 7) // 8} uint8 bytes for weight shape "
-                                        f"{wshape}, found {bits.size} {bits.dtype}")
-                weight = np.where(np.unpackbits(bits, count=n_w) > 0, 1, -1).astype(np.float32).reshape(wshape)
-            elif precision == "int8":
-                weight = require_dataset(g, "weight", lw)
-                if weight.shape != wshape:
-                    raise ArtifactError(f"{lw}/weight: shape {weight.shape} != weight_shape {wshape}")
-                if weight.dtype.kind not in "iu" or (weight.size and (weight.min() < -127 or weight.max() > 127)):
-                    raise ArtifactError(f"{lw}/weight: int8 codes must be integers in [-127, 127] "
-                                        f"(found {weight.dtype}, {weight.min() if weight.size else 0}.."
-                                        f"{weight.max() if weight.size else 0})")
-                weight = weight.astype(np.float32)
-            else:
-                raise ArtifactError(f"{lw}: unknown precision {precision!r}")
-            bn = None
-            if "bn" in g:
-                stats = {k: require_dataset(g["bn"], k, lw + "/bn").astype(np.float64)
-                         for k in ("gamma", "beta", "mean", "var")}
-                for k, arr in stats.items():
-                    if arr.shape != (wshape[0],):
-                        raise ArtifactError(f"{lw}/bn/{k}: shape {arr.shape}, expected ({wshape[0]},)")
-                    if not np.all(np.isfinite(arr)):
-                        raise ArtifactError(f"{lw}/bn/{k}: contains NaN or inf")
-                if np.any(stats["var"] < 0):
-                    raise ArtifactError(f"{lw}/bn/var: negative variance")
-                eps = _number(require_attr(g["bn"], "eps", lw + "/bn"), lw + "/bn", "eps", 0.0, 1.0, lo_open=True)
-                bn = BatchNormSpec(**stats, eps=eps)
-            scale = require_dataset(g, "scale", lw).astype(np.float64)
-            bias = require_dataset(g, "bias", lw).astype(np.float64)
-            for name, arr in (("scale", scale), ("bias", bias)):
-                if arr.shape != (wshape[0],):
-                    raise ArtifactError(f"{lw}/{name}: shape {arr.shape}, expected ({wshape[0]},)")
-                if not np.all(np.isfinite(arr)):
-                    raise ArtifactError(f"{lw}/{name}: contains NaN or inf")
+            weight, scale, bias, bn = _read_block_data(g, lw, precision, wshape)
+            shortcuts = _read_shortcuts(g, lw, version, layers, input_shape, out_shape) if "shortcuts" in g else []
             layers.append(LayerSpec(
                 name=str(require_attr(g, "name", lw)), kind=kind, precision=precision,
                 weight=weight, scale=scale, bias=bias, in_shape=in_shape, out_shape=out_shape,
                 leak=leak, threshold=threshold, input_gain=input_gain, spiking=bool(require_attr(g, "spiking", lw)),
-                stride=stride, padding=padding, bn=bn))
+                stride=stride, padding=padding, bn=bn, shortcuts=shortcuts))
         prov = {}
         if "provenance" in f:
             for k, v in f["provenance"].attrs.items():

@@ -11,8 +11,9 @@ import numpy as np
 from neuro_agmm.artifact.encoding import InputEncoding
 
 FORMAT_NAME = "neuro_agmm.bsnn"
-FORMAT_VERSION = 2  # 2 adds the encoding record; 1 is still read
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 3 adds residual shortcuts (a DAG of named nodes); 2 the encoding record; 1 and 2 are read
+READABLE_VERSIONS = (1, 2, 3)
+INPUT_NODE = "input"  # the name a shortcut uses for the network input
 Precision = Literal["binary", "int8"]
 
 
@@ -27,6 +28,42 @@ class BatchNormSpec:
     mean: np.ndarray
     var: np.ndarray
     eps: float = 1e-5
+
+
+def _folded(scale: np.ndarray, bias: np.ndarray, bn: Optional[BatchNormSpec]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(a, c)`` with ``scale * z + bias`` then batch norm equal to ``a * z + c``."""
+    a = np.asarray(scale, np.float64)
+    c = np.asarray(bias, np.float64)
+    if bn is not None:
+        inv = bn.gamma / np.sqrt(bn.var + bn.eps)
+        a, c = a * inv, (c - bn.mean) * inv + bn.beta
+    return a, c
+
+
+@dataclass
+class ShortcutSpec:
+    """A residual branch into a layer's neurons: ``I += scale * (W x_source) + bias`` [then its own batch norm].
+
+    ``source`` names an earlier layer (its spikes) or ``INPUT_NODE`` (the scaled network input). A ResNet's
+    identity shortcut is a 1x1 int8 conv with identity codes and unit scale; its downsampling shortcut a
+    1x1 stride-2 conv with batch norm.
+    """
+
+    name: str
+    source: str
+    kind: Literal["dense", "conv"]
+    precision: Precision
+    weight: np.ndarray
+    scale: np.ndarray  # (C_out,)
+    bias: np.ndarray  # (C_out,)
+    in_shape: tuple[int, ...]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    bn: Optional[BatchNormSpec] = None
+
+    def folded_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``(a, c)`` of this branch's current, ``a * z + c`` (the layer's ``input_gain`` not applied)."""
+        return _folded(self.scale, self.bias, self.bn)
 
 
 @dataclass
@@ -48,15 +85,16 @@ class LayerSpec:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     bn: Optional[BatchNormSpec] = None
+    shortcuts: list[ShortcutSpec] = field(default_factory=list)  # residual branches added to ``I`` (format 3)
 
     def folded_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``(a, c)`` with ``input_gain * I = a * z + c`` (scale, bias, BN and gain folded)."""
-        a = self.scale.astype(np.float64)
-        c = self.bias.astype(np.float64)
-        if self.bn is not None:
-            inv = self.bn.gamma / np.sqrt(self.bn.var + self.bn.eps)
-            a, c = a * inv, (c - self.bn.mean) * inv + self.bn.beta
+        a, c = _folded(self.scale, self.bias, self.bn)
         return a * self.input_gain, c * self.input_gain
+
+    def inputs(self, previous: str) -> tuple[str, ...]:
+        """The node names this layer reads: ``previous`` (the layer before it, or the input) and its shortcuts'."""
+        return (previous, *(sc.source for sc in self.shortcuts))
 
 
 @dataclass
@@ -80,8 +118,12 @@ class ModelArtifact:
             h.update(repr((l.name, l.kind, l.precision, tuple(l.in_shape), tuple(l.out_shape), tuple(l.stride),
                            tuple(l.padding), float(l.leak), float(l.threshold), float(l.input_gain),
                            bool(l.spiking))).encode())
-            arrays = [l.weight, l.scale, l.bias] + ([l.bn.gamma, l.bn.beta, l.bn.mean, l.bn.var,
-                                                    np.array([l.bn.eps])] if l.bn is not None else [])
-            for a in arrays:
-                h.update(np.ascontiguousarray(a, np.float32).tobytes())  # the precision the file stores
+            for blk in [l, *l.shortcuts]:
+                if blk is not l:
+                    h.update(repr((blk.name, blk.source, blk.kind, blk.precision, tuple(blk.in_shape),
+                                   tuple(blk.stride), tuple(blk.padding))).encode())
+                arrays = [blk.weight, blk.scale, blk.bias] + ([blk.bn.gamma, blk.bn.beta, blk.bn.mean, blk.bn.var,
+                                                              np.array([blk.bn.eps])] if blk.bn is not None else [])
+                for a in arrays:
+                    h.update(np.ascontiguousarray(a, np.float32).tobytes())  # the precision the file stores
         return h.hexdigest()

@@ -6,6 +6,7 @@ training stack. This module implements exactly the float semantics written in
 ``neuro_agmm.artifact``'s docstring, vectorised over a batch:
 
     x = input_scale * x_int;  z = W x;  I = scale * z + bias;  [BN];
+    I += scale_b * (W_b x_b) + bias_b [BN_b]   for each residual shortcut b (x_b: its source node);
     v[t] = leak * v[t-1] + input_gain * I[t];  spike if v > threshold; reset to 0;
     readout (spiking=False): no spikes; prediction = argmax v[T-1].
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuro_agmm.artifact import LayerSpec, ModelArtifact
+from neuro_agmm.artifact import INPUT_NODE, LayerSpec, ModelArtifact
 from hw_models.geometry import conv2d
 
 
@@ -46,19 +47,27 @@ def conv2d_float(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding:
     return conv2d(x, w, stride, padding, dtype=x.dtype)
 
 
-def layer_input_current(layer: LayerSpec, x: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """``input_gain * I`` for flat inputs ``x`` (B, n_in) -> (B, n_out), via ``folded_affine``."""
-    w = np.asarray(layer.weight, dtype=dtype)
-    if layer.kind == "dense":
-        z = x @ w.T
-        a, c = layer.folded_affine()
-        return z * a.astype(dtype) + c.astype(dtype)
-    if layer.kind == "conv":
-        z = conv2d_float(x.reshape((x.shape[0],) + tuple(layer.in_shape)), w, layer.stride, layer.padding)
-        a, c = layer.folded_affine()
+def block_current(block, x: np.ndarray, a: np.ndarray, c: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``a * (W x) + c`` of one synapse block (a layer or a shortcut) for flat inputs ``x`` (B, n_in) -> (B, n_out)."""
+    w = np.asarray(block.weight, dtype=dtype)
+    if block.kind == "dense":
+        return x @ w.T * a.astype(dtype) + c.astype(dtype)
+    if block.kind == "conv":
+        z = conv2d_float(x.reshape((x.shape[0],) + tuple(block.in_shape)), w, block.stride, block.padding)
         z = z * a.astype(dtype)[None, :, None, None] + c.astype(dtype)[None, :, None, None]
         return z.reshape(x.shape[0], -1)
-    raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
+    raise ValueError(f"block {block.name!r}: unknown kind {block.kind!r}")
+
+
+def layer_input_current(layer: LayerSpec, x: np.ndarray, dtype=np.float64, shortcut_inputs=()) -> np.ndarray:
+    """``input_gain * I`` for flat inputs ``x`` (B, n_in) -> (B, n_out), via ``folded_affine``;
+    ``shortcut_inputs``: the flat input of each of the layer's shortcuts (their currents are added to ``I``)."""
+    a, c = layer.folded_affine()
+    cur = block_current(layer, x, a, c, dtype)
+    for sc, xs in zip(layer.shortcuts, shortcut_inputs):
+        a_b, c_b = sc.folded_affine()
+        cur = cur + block_current(sc, xs, a_b * layer.input_gain, c_b * layer.input_gain, dtype)
+    return cur
 
 
 def run_float(art: ModelArtifact, inputs: np.ndarray, dtype=np.float64) -> FloatTrace:
@@ -71,6 +80,7 @@ def run_float(art: ModelArtifact, inputs: np.ndarray, dtype=np.float64) -> Float
     b, t_steps = x.shape[:2]
     layer_in = x.reshape(b, t_steps, -1).astype(dtype) * dtype(art.input_scale)
     spikes, volts = [], []
+    nodes = {INPUT_NODE: layer_in}  # every node's output by name (residual shortcuts read earlier ones)
     for layer in art.layers:
         n = int(np.prod(layer.out_shape))
         v = np.zeros((b, n), dtype)
@@ -78,7 +88,8 @@ def run_float(art: ModelArtifact, inputs: np.ndarray, dtype=np.float64) -> Float
         v_rec = np.zeros((b, t_steps, n), dtype)
         leak, thr = dtype(layer.leak), dtype(layer.threshold)
         for t in range(t_steps):
-            cur = layer_input_current(layer, layer_in[:, t], dtype)
+            cur = layer_input_current(layer, layer_in[:, t], dtype,
+                                      [nodes[sc.source][:, t] for sc in layer.shortcuts])
             v = leak * v + cur
             if layer.spiking:
                 s = v > thr
@@ -88,6 +99,7 @@ def run_float(art: ModelArtifact, inputs: np.ndarray, dtype=np.float64) -> Float
         spikes.append(s_rec)
         volts.append(v_rec)
         layer_in = s_rec.astype(dtype)
+        nodes[layer.name] = layer_in
     return FloatTrace(spikes=spikes, v=volts)
 
 

@@ -152,7 +152,10 @@ class _FrozenLayer(nn.Module):
         return i.reshape(t, b, *self.out_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.current(x)
+        return self.neurons(self.current(x))
+
+    def neurons(self, i: torch.Tensor) -> torch.Tensor:
+        """The neuron population on currents ``i`` ``(T, B, *out_shape)``: spikes, or the readout's logits."""
         t = i.shape[0]
         if not self.spiking:
             return readout_sequence(i) / t
@@ -162,21 +165,44 @@ class _FrozenLayer(nn.Module):
 
 
 class ArtifactNet(nn.Module):
-    """Frozen torch network of a ``ModelArtifact``; input ``(T, B, *input_shape)`` floats, output logits."""
+    """Frozen torch network of a ``ModelArtifact``; input ``(T, B, *input_shape)`` floats, output logits.
+
+    Residual shortcuts add their branch current to the layer's before the neuron, in the trained
+    ``ResidualBlock``'s order (main branch first), so a ResNet's outputs are reproduced bit for bit too."""
 
     def __init__(self, art: ModelArtifact) -> None:
         super().__init__()
         if not art.layers or art.layers[-1].spiking:
             raise ArtifactError("artifact has no non-spiking readout as its last layer")
         self.layers = nn.ModuleList([_FrozenLayer(s) for s in art.layers])
+        self.shortcuts = nn.ModuleList([nn.ModuleList([_FrozenLayer(_as_layer(sc, s)) for sc in s.shortcuts])
+                                        for s in art.layers])
+        self.sources = [[sc.source for sc in s.shortcuts] for s in art.layers]
         self.input_shape, self.input_scale = tuple(art.input_shape), float(art.input_scale)
         self.activity: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
+        from neuro_agmm.artifact import INPUT_NODE
+
+        nodes = {INPUT_NODE: x}
+        for layer, shortcuts, sources in zip(self.layers, self.shortcuts, self.sources):
+            if shortcuts:
+                i = layer.current(x)
+                for sc, src in zip(shortcuts, sources):
+                    i = i + sc.current(nodes[src])
+                x = layer.neurons(i)
+            else:
+                x = layer(x)
+            nodes[layer.spec_name] = x
         self.activity = {l.spec_name: l.rate for l in self.layers if l.spiking}
         return x
+
+
+def _as_layer(sc, target: LayerSpec) -> LayerSpec:
+    """A shortcut as a ``LayerSpec`` for ``_FrozenLayer`` (its current only: the neuron fields are unused)."""
+    return LayerSpec(name=sc.name, kind=sc.kind, precision=sc.precision, weight=sc.weight, scale=sc.scale,
+                     bias=sc.bias, in_shape=sc.in_shape, out_shape=target.out_shape, leak=target.leak,
+                     threshold=target.threshold, stride=sc.stride, padding=sc.padding, bn=sc.bn)
 
 
 def model_from_artifact(art: ModelArtifact | str | os.PathLike) -> ArtifactNet:

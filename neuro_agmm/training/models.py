@@ -17,8 +17,8 @@ therefore normalises over batch *and* time (as tdBN does); in eval mode it uses 
 ``model.activity`` holds the mean firing rate of every spiking block in the last forward;
 each block keeps ``last_input`` (its detached input, ``(T, B, *in_shape)``) for callbacks
 that need layer input statistics (AGMM). ``model.layer_specs()`` returns the artifact's
-``LayerSpec`` list (sequential models only; ResNet-19's residual additions have no place in
-the artifact's sequential graph, so it refuses with ``NotImplementedError``).
+``LayerSpec`` list: a residual block becomes two nodes, ``<block>.conv1`` and ``<block>`` (conv2's
+neurons, with the shortcut from the node before the block as a ``ShortcutSpec``).
 
 Left out: pooling (stride-2 convolutions instead, so every layer maps to cores), dropout,
 recurrence, delays.
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuro_agmm.artifact import BatchNormSpec, LayerSpec
+from neuro_agmm.artifact import INPUT_NODE, BatchNormSpec, LayerSpec, ShortcutSpec
 from neuro_agmm.training.binary_layers import CONV, LINEAR
 from neuro_agmm.training.lif import DEFAULT_LEAK, DEFAULT_THRESHOLD, LIFConfig, lif_sequence, readout_sequence
 
@@ -109,6 +109,13 @@ class SpikingBlock(nn.Module):
         self.rate = float(s.detach().mean())
         return s
 
+    def shortcut_spec(self, name: str, source: str) -> ShortcutSpec:
+        """This block as a residual branch (its current added to another layer's) reading node ``source``."""
+        spec = self.layer_spec(name)
+        return ShortcutSpec(name=name, source=source, kind=spec.kind, precision=spec.precision, weight=spec.weight,
+                            scale=spec.scale, bias=spec.bias, in_shape=spec.in_shape, stride=spec.stride,
+                            padding=spec.padding, bn=spec.bn)
+
     def layer_spec(self, name: str) -> LayerSpec:
         if self.gate is not None:
             raise NotImplementedError(
@@ -169,6 +176,21 @@ class ResidualBlock(nn.Module):
         self.in_shape, self.out_shape, self.lif = tuple(in_shape), mid, lif
         self.rate = 0.0
 
+    def layer_specs(self, name: str, source: str) -> list[LayerSpec]:
+        """Two artifact nodes: ``<name>.conv1`` reading ``source``, and ``<name>`` (conv2's neurons) reading
+        conv1 with the shortcut from ``source`` (identity: a 1x1 int8 conv of identity codes, unit scale)."""
+        first = self.conv1.layer_spec(f"{name}.conv1")
+        out = self.conv2.layer_spec(name)
+        if self.shortcut is not None:
+            out.shortcuts = [self.shortcut.shortcut_spec("shortcut", source)]
+        else:
+            c = self.in_shape[0]
+            eye = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)
+            out.shortcuts = [ShortcutSpec(name="identity", source=source, kind="conv", precision="int8", weight=eye,
+                                          scale=np.ones(c, np.float32), bias=np.zeros(c, np.float32),
+                                          in_shape=self.in_shape)]
+        return [first, out]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s1 = self.conv1(x)
         i = self.conv2.currents(s1)
@@ -211,12 +233,12 @@ class BSNN(nn.Module):
 
     def layer_specs(self) -> list[LayerSpec]:
         """The artifact layer list (float semantics of ``neuro_agmm.artifact``), readout last."""
-        specs = []
+        specs: list[LayerSpec] = []
         for name, stage in self.stages.items():
-            if not isinstance(stage, SpikingBlock):
-                raise NotImplementedError(f"arch {self.config.arch!r}: stage {name!r} is a residual block; the "
-                                          "artifact stores sequential layer graphs only")
-            specs.append(stage.layer_spec(name))
+            if isinstance(stage, ResidualBlock):  # two nodes; the shortcut reads the node before the block
+                specs.extend(stage.layer_specs(name, specs[-1].name if specs else INPUT_NODE))
+            else:
+                specs.append(stage.layer_spec(name))
         specs.append(self.readout.layer_spec("readout"))
         return specs
 
