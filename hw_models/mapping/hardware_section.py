@@ -59,7 +59,8 @@ class HardwareSection:
 
 def _write_group(g: h5py.Group, net: IntegerNetwork, placement: Optional[Placement],
                  report: Optional[QuantReport]) -> None:
-    g.attrs.update(format=HW_FORMAT, format_version=HW_FORMAT_VERSION, input_shape=list(net.input_shape),
+    version = HW_FORMAT_VERSION if net.residual else 1  # the oldest version that holds the network
+    g.attrs.update(format=HW_FORMAT, format_version=version, input_shape=list(net.input_shape),
                    input_max=int(net.input_max), meta=json.dumps(net.meta, sort_keys=True, default=str))
     if placement is not None:
         g.attrs["placement"] = json.dumps(placement.to_dict())

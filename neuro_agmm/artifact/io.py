@@ -25,7 +25,9 @@ def write_artifact(art: ModelArtifact, path: str | os.PathLike, package_version:
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            f.attrs.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, package_version=package_version,
+            # the oldest version that holds the network: a chain stays readable by format-2 readers
+            version = FORMAT_VERSION if any(l.shortcuts for l in art.layers) else 2
+            f.attrs.update(format=FORMAT_NAME, format_version=version, package_version=package_version,
                            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            input_shape=list(art.input_shape), input_scale=float(art.input_scale),
                            input_max=int(art.input_max), time_steps=int(art.time_steps), encoding=art.encoding)

@@ -71,18 +71,42 @@ def test_fp_model_exports_as_int8(tmp_path, digits):
     assert (p_fp == p_q).mean() > 0.9  # post-training int8 keeps nearly all predictions
 
 
-def test_refuses_nan_and_residual(tmp_path, digits):
+def test_refuses_nan(tmp_path, digits):
     model = build_model("mlp", digits.input_shape, 10, hidden=(16,)).eval()
     with torch.no_grad():
         model.stages["fc1"].bn.running_var[2] = float("nan")
     with pytest.raises(ArtifactError, match="fc1.*bn/var"):
         export_artifact(model, digits, {}, {}, tmp_path / "nan.h5")
     assert not (tmp_path / "nan.h5").exists()
-    res = build_model("resnet19", (3, 32, 32), 10, width=0.05)
-    info = {"dataset": "x", "input_shape": [3, 32, 32], "input_scale": 1 / 255, "input_max": 255,
-            "time_steps": 1, "encoding": "direct", "n_classes": 10}
-    with pytest.raises(ArtifactError, match="residual"):
-        export_artifact(res, info, {}, {}, tmp_path / "r.h5")
+
+
+def test_resnet19_exports_as_a_dag_and_reloads_bit_for_bit(tmp_path):
+    """ResNet-19: each residual block is two nodes, the shortcut (identity or 1x1 stride-2 conv + BN) reads the
+    node before the block; the frozen network rebuilt from the file gives the trained model's eval outputs."""
+    torch.manual_seed(0)
+    res = build_model("resnet19", (3, 8, 8), 10, width=1 / 16)
+    res.train()
+    x = torch.rand(4, 6, 3, 8, 8) * 4
+    with torch.no_grad():  # move the batch-norm statistics off their initial values
+        for _ in range(3):
+            res(x)
+    res.eval()
+    info = {"dataset": "x", "input_shape": [3, 8, 8], "input_scale": 1 / 255, "input_max": 255,
+            "time_steps": 4, "encoding": "direct", "n_classes": 10}
+    art = export_artifact(res, info, {}, {}, tmp_path / "r.h5")
+    names = [l.name for l in art.layers]
+    assert len(names) == 1 + 2 * 8 + 2 and names[:3] == ["conv1", "layer1_0.conv1", "layer1_0"]
+    srcs = {l.name: [(sc.name, sc.source, sc.kind, tuple(sc.stride)) for sc in l.shortcuts] for l in art.layers}
+    assert srcs["layer1_0"] == [("identity", "conv1", "conv", (1, 1))]
+    assert srcs["layer2_0"] == [("shortcut", "layer1_2", "conv", (2, 2))]
+    assert srcs["layer2_1"] == [("identity", "layer2_0", "conv", (1, 1))]
+    assert srcs["layer1_0.conv1"] == [] and srcs["fc1"] == []
+    assert art.layers[names.index("layer2_0")].shortcuts[0].bn is not None
+    back = read_artifact(tmp_path / "r.h5")
+    assert back.digest() == art.digest()
+    xi = torch.randint(0, 256, (4, 3, 3, 8, 8)).float() / 255
+    with torch.no_grad():
+        assert torch.equal(res(xi), model_from_artifact(back)(xi))
 
 
 @pytest.fixture()
