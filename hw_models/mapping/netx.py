@@ -47,7 +47,8 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.mapping.netx_rules import NETX_BIAS_EXP, NetxRuleError, lava_dl_view, netx_differences
+from hw_models.mapping.netx_rules import (NETX_BIAS_EXP, NetxRuleError, lava_dl_view, netx_differences,
+                                        residual_refusal)
 from neuro_agmm.artifact import atomic_write
 
 __all__ = ["NetxExport", "NetxRuleError", "export_netx", "import_netx", "input_message_bits"]
@@ -89,6 +90,9 @@ def _file_bias(layer: IntLayer) -> np.ndarray:
 
 def export_netx(net: IntegerNetwork, path: str | os.PathLike) -> NetxExport:
     """Write ``net`` to ``path`` in netx HDF5 (atomically), verified: lava-dl loads exactly ``net``."""
+    for layer in net.layers:
+        if layer.shortcuts:
+            raise NetxRuleError(residual_refusal(layer.name))
     net.validate()
     for l in net.layers:
         if l.weight_exp < 0:

@@ -28,7 +28,7 @@ import numpy as np
 
 from hw_models import core_spec
 from hw_models.integer_network import IntegerNetwork, IntLayer
-from hw_models.mapping.netx_rules import LIF_BIAS_MANT, NETX_BIAS_EXP
+from hw_models.mapping.netx_rules import LIF_BIAS_MANT, NETX_BIAS_EXP, NetxRuleError, residual_refusal
 from hw_models.mapping.quantizer import (READOUT_LIMIT, U_LIMIT, V_LIMIT, LayerQuant, QuantReport, _check_finite,
                                          _drive_bounds, _per_neuron, _run_bound, quantize_layers)
 from neuro_agmm.artifact import LayerSpec, ModelArtifact
@@ -132,5 +132,8 @@ def quantize_for_netx(art: ModelArtifact, *, time_steps: Optional[int] = None) -
     """Fold ``art`` into an ``IntegerNetwork`` that ``export_netx`` writes and lava-dl loads exactly."""
     if not art.layers:
         raise ValueError("artifact has no layers")
+    for layer in art.layers:
+        if layer.shortcuts:
+            raise NetxRuleError(residual_refusal(layer.name))
     t_bound = int(time_steps if time_steps is not None else art.time_steps)
     return quantize_layers(art, t_bound, _quantize_layer, "hw_models.mapping.netx_quantizer")

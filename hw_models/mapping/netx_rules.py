@@ -22,6 +22,10 @@ Rules (``lava/lib/dl/netx/hdf5.py`` ``Network``, ``blocks/process.py``, ``utils.
   with the default 0 every input value is cast to bool;
 * ``delay`` (dense): clipped to [0, 62]; one value per output neuron is repeated over the inputs.
 
+* topology: ``Network`` connects each block to the one read before it
+  (``layers[-2].out.connect(layers[-1].inp)``), so a netx file is a chain; a residual network
+  (a layer with shortcut blocks) has no netx form (``residual_refusal``).
+
 ``lava_dl_view(path, input_message_bits)`` returns the network lava-dl would run (weights in the form
 our cores take: ``a = shift(mant @ s, exp)``), raising ``NetxRuleError`` where lava-dl would fail.
 ``netx_differences(view, net)`` lists every way it differs from ``net``; an export is exact when
@@ -38,6 +42,13 @@ import h5py
 import numpy as np
 
 from hw_models import core_spec
+
+
+def residual_refusal(layer: str) -> str:
+    """Why a residual network cannot be written as netx (the message every netx path raises)."""
+    return (f"layer {layer!r} has residual shortcuts: lava-dl's netx reader connects each block only to the one "
+            f"before it (hdf5.Network: layers[-2].out.connect(layers[-1].inp)), so a netx file cannot hold a "
+            f"residual add; map it with --to lava (our Lava processes run the DAG) or export it with --to nir")
 from hw_models.integer_network import IntegerNetwork, IntLayer
 
 NETX_BIAS_EXP = 6  # lava-dl netx: bias_exp = 6 for CUBA neurons

@@ -28,8 +28,16 @@ Conventions (``docs/nir.md`` has the derivations and the importer quirks that fi
   MLP on images, or a conv output). NIR shapes carry no batch axis, and both importers map
   ``start_dim`` to ``torch.nn.Flatten`` unchanged, so feed them one sample at a time (unbatched).
 
+* **a residual add**: each shortcut is one more synapse node (``Conv2d``/``Affine``, weights
+  folded the same way, the layer's ``1/(1-λ)`` included) from the source node's LIF (or the
+  input) into the target LIF; NIR sums a node's inputs. snnTorch 1.0.0's importer (nirtorch's
+  ``nir_to_torch``) runs such a graph exactly, and so do Norse's modules under ``nir_to_torch``;
+  Norse 1.1.0's own ``from_nir`` does not: its scheduler (nirtorch's deprecated ``GraphExecutor``)
+  runs nodes in depth-first preorder, which puts a residual add's target before its second branch
+  (tests pin this; ``docs/nir.md`` gives the workaround).
+
 Every parameter is a per-neuron array (``nir.write`` fails on scalars). ``simulate_nir`` runs
-chain graphs of the node kinds above (and ``IF``/``LI``/``I``, which third-party graphs use)
+feed-forward graphs (DAGs, inputs summed) of the node kinds above (and ``IF``/``LI``/``I``, which third-party graphs use)
 with exactly these discrete semantics. ``neuro_agmm.deploy.nir_import`` reads graphs back.
 """
 
@@ -41,7 +49,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from neuro_agmm.artifact import LayerSpec, ModelArtifact
+from neuro_agmm.artifact import INPUT_NODE, LayerSpec, ModelArtifact
 from neuro_agmm.deploy.float_model import conv2d_float
 
 DT = 1e-4
@@ -60,20 +68,25 @@ def _lif(layer: LayerSpec, shape: tuple[int, ...]) -> nir.LIF:
                    v_threshold=ones * float(layer.threshold), v_reset=np.zeros(shape))
 
 
-def _synapse(layer: LayerSpec, first: bool, input_scale: float) -> nir.NIRNode:
-    a, c = layer.folded_affine()
+def _synapse(layer: LayerSpec, first: bool, input_scale: float, block=None) -> nir.NIRNode:
+    """The synapse node of ``layer``'s main block, or of its shortcut ``block`` (``first``: reads the input)."""
+    if block is None:
+        block, (a, c) = layer, layer.folded_affine()
+    else:
+        a, c = block.folded_affine()
+        a, c = a * layer.input_gain, c * layer.input_gain
     if first:
         a = a * float(input_scale)
     gain = 1.0 / (1.0 - written_leak(layer.leak)) if layer.spiking else 1.0
-    w = np.asarray(layer.weight, np.float64)
+    w = np.asarray(block.weight, np.float64)
     w_eff = w * (a * gain).reshape((-1,) + (1,) * (w.ndim - 1))
     b = np.asarray(c, np.float64) * gain
-    if layer.kind == "dense":
+    if block.kind == "dense":
         return nir.Affine(weight=w_eff, bias=b)
-    if layer.kind == "conv":
-        return nir.Conv2d(input_shape=tuple(int(x) for x in layer.in_shape[1:]), weight=w_eff,
-                          stride=tuple(layer.stride), padding=tuple(layer.padding), dilation=(1, 1), groups=1, bias=b)
-    raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
+    if block.kind == "conv":
+        return nir.Conv2d(input_shape=tuple(int(x) for x in block.in_shape[1:]), weight=w_eff,
+                          stride=tuple(block.stride), padding=tuple(block.padding), dilation=(1, 1), groups=1, bias=b)
+    raise ValueError(f"block {block.name!r}: unknown kind {block.kind!r}")
 
 
 def to_nir(art: ModelArtifact) -> nir.NIRGraph:
@@ -83,21 +96,35 @@ def to_nir(art: ModelArtifact) -> nir.NIRGraph:
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(art.input_shape)})}
     edges: list[tuple[str, str]] = []
     prev, shape = "input", tuple(int(s) for s in art.input_shape)
+    out_node = {INPUT_NODE: ("input", shape)}  # artifact node -> (NIR node emitting it, its shape)
     for i, layer in enumerate(art.layers):
         if layer.kind == "dense" and len(shape) > 1:
             name = f"{i}_flatten"
             nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0)
             edges.append((prev, name))
             prev = name
-        syn = f"{i}_{layer.name}_syn"
+        node = f"{i}_{layer.name}".replace(".", "_")  # torch module names (Norse, snnTorch) cannot hold a dot
+        syn = f"{node}_syn"
         nodes[syn] = _synapse(layer, i == 0, art.input_scale)
         edges.append((prev, syn))
         prev, shape = syn, tuple(int(x) for x in layer.out_shape)
+        if layer.shortcuts and not layer.spiking:
+            raise ValueError(f"layer {layer.name!r}: the readout takes no residual shortcuts")
+        for sc in layer.shortcuts:  # a residual add: a second synapse node into the same LIF (NIR sums inputs)
+            src, src_shape = out_node[sc.source]
+            if sc.kind == "dense" and len(src_shape) > 1:
+                raise ValueError(f"layer {layer.name!r} shortcut {sc.name!r}: a dense shortcut from an image-shaped "
+                                 f"node needs a Flatten of its own; not exported")
+            sc_node = f"{node}_{sc.name}".replace(".", "_")
+            nodes[sc_node] = _synapse(layer, sc.source == INPUT_NODE, art.input_scale, sc)
+            edges.append((src, sc_node))
+            edges.append((sc_node, f"{node}_lif"))
         if layer.spiking:
-            neu = f"{i}_{layer.name}_lif"
+            neu = f"{node}_lif"
             nodes[neu] = _lif(layer, shape)
             edges.append((prev, neu))
             prev = neu
+            out_node[layer.name] = (neu, shape)
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
     meta = {"producer": PRODUCER, "dt": DT, "readout_leak": float(art.layers[-1].leak),
@@ -144,20 +171,47 @@ def chain(graph: nir.NIRGraph) -> list[str]:
     return order
 
 
+def topological(graph: nir.NIRGraph) -> tuple[list[str], dict[str, list[str]]]:
+    """The nodes after ``input`` in a topological order, and each node's predecessors (its inputs are summed,
+    NIR's rule); a cycle or a node the input does not reach is refused by name."""
+    if "input" not in graph.nodes:
+        raise ValueError("the graph has no node named 'input'")
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        if a not in graph.nodes or b not in graph.nodes:
+            raise ValueError(f"edge {a!r} -> {b!r} names a node the graph does not have")
+        preds[b].append(a)
+    order, done = [], {"input"}
+    pending = [n for n in graph.nodes if n != "input"]
+    while pending:
+        ready = [n for n in pending if preds[n] and all(p in done for p in preds[n])]
+        if not ready:
+            raise ValueError(f"only feed-forward graphs from 'input' are supported: {sorted(pending)} are on a cycle "
+                             f"or not reached from the input")
+        for n in ready:
+            order.append(n)
+            done.add(n)
+        pending = [n for n in pending if n not in done]
+    return order, preds
+
+
 def simulate_nir(graph: nir.NIRGraph, inputs: np.ndarray, dt: float = DT) -> tuple[list[np.ndarray], np.ndarray]:
-    """Run a chain graph on ``(B, T, *input_shape)`` inputs with forward-Euler steps of ``dt``.
+    """Run a feed-forward graph on ``(B, T, *input_shape)`` inputs with forward-Euler steps of ``dt``.
 
     Returns (spikes per spiking node ``(B, T, ...)`` bool, the graph's output per step ``(B, T, ...)``).
     """
     x = np.asarray(inputs, np.float64)
     b, t_steps = x.shape[:2]
-    order = chain(graph)
+    order, preds = topological(graph)
     state: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
     outputs = None
     for t in range(t_steps):
-        h = x[:, t]
+        out = {"input": x[:, t]}
         for name in order:
+            h = out[preds[name][0]]
+            for p in preds[name][1:]:  # several inputs: their sum (a residual add)
+                h = h + out[p]
             node = graph.nodes[name]
             if isinstance(node, nir.Affine):
                 h = h.reshape(b, -1) @ node.weight.T + node.bias
@@ -186,6 +240,8 @@ def simulate_nir(graph: nir.NIRGraph, inputs: np.ndarray, dt: float = DT) -> tup
                 pass
             else:
                 raise ValueError(f"simulate_nir: node {name!r} of type {type(node).__name__} is not supported")
+            out[name] = h
+        h = out[order[-1]] if "output" not in out else out["output"]
         if outputs is None:
             outputs = np.zeros((b, t_steps) + h.shape[1:])
         outputs[:, t] = h

@@ -13,43 +13,9 @@ from hw_models.geometry import synapse_list
 from hw_models.mapping.hardware_section import load_hardware, save_hardware
 from hw_models.mapping.placer import place
 from hw_models.mapping.quantizer import quantize
-from neuro_agmm.artifact import (ArtifactError, BatchNormSpec, LayerSpec, ModelArtifact, ShortcutSpec, read_artifact,
-                                 write_artifact)
+from neuro_agmm.artifact import ArtifactError, BatchNormSpec, read_artifact, write_artifact
 from neuro_agmm.deploy.float_model import run_float
-
-
-def _conv(name, cin, cout, rng, precision="binary", scale=0.25, stride=1, k=3, pad=1, hw=6, threshold=1.0,
-          shortcuts=(), bn=None):
-    ho = (hw + 2 * pad - k) // stride + 1
-    w = rng.choice([-1.0, 1.0], size=(cout, cin, k, k)) if precision == "binary" else \
-        rng.integers(-3, 4, size=(cout, cin, k, k)).astype(np.float64)
-    return LayerSpec(name=name, kind="conv", precision=precision, weight=w, scale=np.full(cout, scale),
-                     bias=np.zeros(cout), in_shape=(cin, hw, hw), out_shape=(cout, ho, ho), leak=0.5,
-                     threshold=threshold, stride=(stride, stride), padding=(pad, pad), shortcuts=list(shortcuts), bn=bn)
-
-
-def residual_artifact(seed: int = 0, sc_scale: float = 0.125, id_scale: float = 1.0) -> ModelArtifact:
-    """A hand-built residual artifact whose scales are powers of two (``sc_scale``/``id_scale`` may break that):
-    an identity shortcut, a stride-2 1x1 downsample shortcut and a shortcut from the input."""
-    rng = np.random.default_rng(seed)
-    c = 4
-    eye = np.eye(c).reshape(c, c, 1, 1)
-    ident = ShortcutSpec("identity", "stem", "conv", "int8", eye, np.full(c, id_scale), np.zeros(c), (c, 6, 6))
-    down = ShortcutSpec("shortcut", "b", "conv", "binary", rng.choice([-1.0, 1.0], size=(c, c, 1, 1)),
-                        np.full(c, sc_scale), np.zeros(c), (c, 6, 6), stride=(2, 2))
-    from_in = ShortcutSpec("from_input", "input", "conv", "int8", rng.integers(-2, 3, (c, 2, 1, 1)).astype(float),
-                           np.full(c, 0.5), np.zeros(c), (2, 6, 6))
-    layers = [
-        _conv("stem", 2, c, rng, precision="int8", scale=0.5),
-        _conv("b.conv1", c, c, rng, shortcuts=[from_in]),
-        _conv("b", c, c, rng, scale=0.5, shortcuts=[ident]),
-        _conv("d", c, c, rng, stride=2, shortcuts=[down]),
-        LayerSpec(name="readout", kind="dense", precision="int8", weight=rng.integers(-5, 6, (5, c * 9)).astype(float),
-                  scale=np.full(5, 0.25), bias=np.zeros(5), in_shape=(c * 9,), out_shape=(5,), leak=1.0,
-                  threshold=1.0, spiking=False),
-    ]
-    return ModelArtifact(layers=layers, input_shape=(2, 6, 6), input_scale=0.25, input_max=3, time_steps=5,
-                         encoding="direct", provenance={"dataset": "test"})
+from random_nets import residual_artifact
 
 
 def _inputs(n=8, seed=1):

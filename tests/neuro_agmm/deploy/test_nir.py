@@ -229,3 +229,60 @@ def test_convert_cli_then_map_to_lava(tmp_path, capsys):
     (tmp_path / "junk.nir").write_bytes(b"not hdf5")
     assert convert([str(tmp_path / "junk.nir"), "--out", str(tmp_path / "j.h5")]) == 2
     assert "not a readable NIR graph" in capsys.readouterr().err
+
+
+def _residual_case():
+    art = random_nets.residual_artifact(sc_scale=0.3, id_scale=0.7)
+    x = np.random.default_rng(3).integers(0, 4, size=(24, 5, 2, 6, 6))
+    return art, x, run_float(art, x)
+
+
+def test_residual_graph_runs_in_snntorch_and_in_norse_neurons(tmp_path):
+    """A residual add is a second synapse node into the target LIF (NIR sums a node's inputs). snnTorch's
+    importer (nirtorch's ``nir_to_torch``) runs it exactly; so does Norse's module map (LIF, Affine, Conv2d)
+    under that interpreter (nirtorch's own default Affine/Conv2d map is not used: it gives a nonzero output
+    for a zero input here)."""
+    import nirtorch
+    from norse.torch.utils.import_nir import _import_norse_module
+
+    art, x, ft = _residual_case()
+    path = export_nir(art, tmp_path / "res.nir")
+    graph = nir.read(path)
+    assert {("0_stem_lif", "2_b_identity"), ("2_b_identity", "2_b_lif"), ("2_b_syn", "2_b_lif"),
+            ("input", "1_b_conv1_from_input"), ("2_b_lif", "3_d_shortcut")} <= set(graph.edges)
+    expected = ft.predictions()
+    spikes, sim_out = simulate_nir(graph, x)  # our DAG simulator: the float model's spikes, layer by layer
+    for s_nir, s_float in zip(spikes, ft.spikes):
+        np.testing.assert_array_equal(s_nir.reshape(s_float.shape), s_float)
+    np.testing.assert_array_equal(readout_scores(sim_out, 1.0).argmax(1), expected)
+    with contextlib.redirect_stdout(io.StringIO()):
+        snn_module = import_from_nir(nir.read(path))
+    snn_out = run_torch_graph(snn_module, x, stateful=False)
+    norse_map = {kind: (lambda n: _import_norse_module(n, dt=DT)) for kind in (nir.LIF, nir.Affine, nir.Conv2d)}
+    norse_module = nirtorch.nir_to_torch(nir.read(path), norse_map)  # Norse's modules, nirtorch's scheduler
+    norse_out = run_torch_graph(norse_module, x, stateful=True)
+    scores = np.sort(readout_scores(sim_out, 1.0), axis=1)
+    clear = scores[:, -1] - scores[:, -2] > 1e-3  # the int8 readout's scores tie often (steps of 0.25)
+    assert clear.sum() >= len(x) // 2
+    for out in (snn_out, norse_out):
+        np.testing.assert_allclose(out, sim_out, atol=1e-3)  # every step's readout current: float32 vs float64
+        np.testing.assert_array_equal(readout_scores(out, 1.0).argmax(1)[clear], expected[clear])
+
+
+def test_norse_from_nir_misorders_residual_graphs():
+    """Norse 1.1.0's ``from_nir`` uses nirtorch's deprecated ``GraphExecutor``, whose execution order is a
+    depth-first preorder: the target of a residual add runs before its second branch, so that branch arrives
+    a step late and the output is read from the wrong node. Chains (every graph before format 3) are not
+    affected. This test fails when Norse schedules DAGs topologically: then use ``from_nir`` directly."""
+    art, x, _ = _residual_case()
+    graph = to_nir(art)
+    module = norse.torch.from_nir(graph, dt=DT)
+    order = [n.name for n in module.execution_order]
+    assert order.index("2_b_lif") < order.index("2_b_identity")  # the add's target before one of its inputs
+    assert run_torch_graph(module, x[:2], stateful=True).shape[-1] != 5  # not the readout's 5 classes
+
+
+def test_chain_importer_refuses_residual_graphs_by_name():
+    art, _, _ = _residual_case()
+    with pytest.raises(NirImportError, match="two successors"):
+        from_nir(to_nir(art))
