@@ -80,9 +80,10 @@ class IntSynapse:
                     w.shape[1] != self.in_shape[0]:
                 raise ValueError(f"{where}: conv weights {w.shape} do not match in {self.in_shape} / "
                                  f"out {self.out_shape}")
-            from hw_models.geometry import conv_geometry
-
-            conv_geometry(self)
+            (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], self.stride, self.padding
+            expected = (w.shape[0], (self.in_shape[1] + 2 * ph - kh) // sh + 1, (self.in_shape[2] + 2 * pw - kw) // sw + 1)
+            if tuple(self.out_shape) != expected:  # the conv arithmetic of geometry.conv_output_hw
+                raise ValueError(f"{where}: out_shape {tuple(self.out_shape)} but the conv geometry gives {expected}")
         if self.kind not in ("dense", "conv"):
             raise ValueError(f"{where}: unknown kind {self.kind!r}")
         if not isinstance(self.weight_exp, (int, np.integer)) or not -31 <= int(self.weight_exp) <= 31:
