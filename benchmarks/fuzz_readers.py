@@ -80,6 +80,13 @@ def seed_files(folder: Path, rng: np.random.Generator) -> dict[str, tuple[Path, 
     hw = folder / "hw.h5"
     save_hardware(hw, net)
     out["hardware.h5"] = (hw, load_hardware)
+    from hw_models.backends.emulator import random_residual_network
+    from random_nets import residual_artifact
+
+    out["residual.h5"] = (write_artifact(residual_artifact(), folder / "r.h5"), read_artifact)  # format 3 DAG
+    hw_r = folder / "hw_r.h5"
+    save_hardware(hw_r, random_residual_network(rng))
+    out["hardware_residual.h5"] = (hw_r, load_hardware)
     netx_net, _ = quantize_for_netx(art)
     out["netx.h5"] = (export_netx(netx_net, folder / "n.netx.h5").path, import_netx)
     with open(folder / "data_batch_1", "wb") as f:

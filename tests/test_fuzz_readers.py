@@ -152,7 +152,8 @@ def seeds(tmp_path_factory):
 
 
 FORMATS = ["nmnist.bin", "aedat2", "aedat3.1", "aedat4", "prophesee.dat", "evt2.raw", "evt3.raw", "tonic.npy",
-           "gesture.npy", "events.npz", "events.h5", "artifact.h5", "hardware.h5", "netx.h5", "cifar.pickle"]
+           "gesture.npy", "events.npz", "events.h5", "artifact.h5", "hardware.h5", "netx.h5", "cifar.pickle",
+           "residual.h5", "hardware_residual.h5"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -40,6 +40,11 @@ receptive field (after padding and stride) covers it, for every output channel. 
 weight mantissas still count (the core stores and visits them). ``fan_out`` and
 ``synapse_list`` are the single definition used by the emulator, Brian2 and the energy model.
 
+Residual networks (``IntLayer.shortcuts``, core_spec rule 1b) run on the NumPy engine only: every node's
+feature-major output of the chunk is kept, a shortcut block is accumulated by the same paths as a layer,
+each block's sums go through its own exponent, and the int32 sum feeds the int64 LIF loop. The compiled
+kernel runs chains (``kernel="auto"`` falls back; ``"compiled"`` refuses).
+
 What it leaves out: recurrent connections and axonal delays (the network type has none),
 Lava's per-layer delay (convert with ``core_spec.LAVA_DELAY_PER_LAYER``), torch.
 """

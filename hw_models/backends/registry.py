@@ -83,13 +83,14 @@ def _emulator(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, s
 
 @register("lava")
 def _lava(net: IntegerNetwork, inputs: np.ndarray, *, record: bool = True, timeout=None,
-          select_tag: str = "fixed_pt") -> BatchTrace:
+          select_tag: str = "fixed_pt", chip="loihi2") -> BatchTrace:
     from hw_models.backends.lava.runner import run_lava, run_lava_batch
     from hw_models.results import counts_from_spike_counts
 
     if record:  # one job per sample, every step recorded
-        return _per_sample(net, inputs, [run_lava(net, x, timeout=timeout, select_tag=select_tag) for x in inputs])
-    res = run_lava_batch(net, inputs, timeout=timeout, select_tag=select_tag)
+        return _per_sample(net, inputs, [run_lava(net, x, timeout=timeout, select_tag=select_tag, chip=chip)
+                                         for x in inputs])
+    res = run_lava_batch(net, inputs, timeout=timeout, select_tag=select_tag, chip=chip)
     per_neuron = [np.asarray(c) for c in res.spike_counts]  # (B, n) per layer
     return BatchTrace(spikes=None, v=None, u=None, final_v=[None] * (len(net.layers) - 1) + [res.readout_v],
                       final_u=None, predictions=res.predictions,

@@ -128,15 +128,16 @@ class Placement:
 
     def summary(self) -> str:
         spec = self.chip.core
+        w = max([12] + [len(n) + 1 for n in self.layer_names])  # the layer-name column
         lines = [f"placement on {self.chip.name}: {self.n_cores} cores on {self.n_chips} chip(s) "
                  f"(limit {self.chip.max_cores} cores)",
-                 f"{'layer':<12}{'cores':>6}{'neurons/core':>14}{'syn mem %':>11}{'fan-in':>8}{'fan-out':>9}"]
+                 f"{'layer':<{w}}{'cores':>6}{'neurons/core':>14}{'syn mem %':>11}{'fan-in':>8}{'fan-out':>9}"]
         for li, name in enumerate(self.layer_names):
             cs = [c for c in self.cores if c.layer_index == li]
             if not cs:
                 continue
             mem = max(c.synaptic_bits for c in cs) / spec.synaptic_memory_bits * 100
-            lines.append(f"{name:<12}{len(cs):>6}{max(c.neurons for c in cs):>14}{mem:>10.1f}%"
+            lines.append(f"{name:<{w}}{len(cs):>6}{max(c.neurons for c in cs):>14}{mem:>10.1f}%"
                          f"{max(c.fan_in_axons for c in cs):>8}{max(c.fan_out_axons for c in cs):>9}")
         util = self.utilisation()
         lines.append("mean utilisation: " + ", ".join(f"{k} {100 * v.mean():.1f}%" for k, v in util.items()))

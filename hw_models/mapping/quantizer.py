@@ -132,15 +132,16 @@ class QuantReport:
         return cls(**d)
 
     def summary(self) -> str:
+        w = max([12] + [len(l.name) + 1 for l in self.layers])  # the layer-name column
         lines = [f"quantization (bounds hold for T <= {self.time_steps}, input <= {self.input_max})",
-                 f"{'layer':<12}{'bits':>5}{'exp':>5}{'dv':>6}{'vth':>16}{'vth err':>10}{'bias err':>10}"
+                 f"{'layer':<{w}}{'bits':>5}{'exp':>5}{'dv':>6}{'vth':>16}{'vth err':>10}{'bias err':>10}"
                  f"{'flip':>6}  limited by"]
         for l in self.layers:
             vth = "VTH_MAX" if l.readout else f"{l.vth_min}..{l.vth_max}"
-            lines.append(f"{l.name:<12}{l.weight_bits:>5}{l.weight_exp:>5}{l.dv:>6}{vth:>16}"
+            lines.append(f"{l.name:<{w}}{l.weight_bits:>5}{l.weight_exp:>5}{l.dv:>6}{vth:>16}"
                          f"{l.vth_rel_err_max:>10.2e}{l.bias_err_thr_max:>10.2e}{l.n_flipped:>6}  {l.limited_by}")
             if l.shortcut_exps:
-                lines.append(f"{'':<12}+ shortcut exp {', '.join(map(str, l.shortcut_exps))}, "
+                lines.append(f"{'':<{w}}+ shortcut exp {', '.join(map(str, l.shortcut_exps))}, "
                              f"mantissa rounding {l.shortcut_rel_err_max:.2e} of the largest branch weight")
         if self.n_samples:
             agree = ", ".join(f"{a:.4f}" for a in self.spike_agreement)

@@ -186,14 +186,30 @@ def float_agreement(art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
                           output_agreement=float((ft.predictions() == np.asarray(int_predictions)).mean()))
 
 
+def _mapped_chip(artifact_or_net):
+    """The chip profile (with its chip count) of the artifact's ``/hardware`` placement; ``"loihi2"`` without one."""
+    if isinstance(artifact_or_net, (str, os.PathLike)):
+        from hw_models.mapping.hardware_section import load_hardware
+        from neuro_agmm.artifact import ArtifactError
+
+        try:
+            placement = load_hardware(artifact_or_net).placement
+        except ArtifactError:
+            placement = None
+        if placement is not None:
+            return placement.chip
+    return "loihi2"
+
+
 def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BACKENDS, *,
                brian2_target: str = "numpy", lava_samples: int = 2, lava_timeout: Optional[float] = None,
-               float_model: bool = True) -> CrosscheckResult:
+               float_model: bool = True, chip=None) -> CrosscheckResult:
     """Run ``backends`` on ``inputs`` ``(N, T, *input_shape)`` (or one sample) and compare with the reference.
 
     The emulator runs all N samples in one batch, Brian2 one run per sample, Lava the first
     ``lava_samples`` samples (one Lava run each, under its watchdog). With an artifact, the
-    float model's agreement is added (``float_model=True``).
+    float model's agreement is added (``float_model=True``). ``chip``: the chip profile Lava's runs are placed
+    on first (a ``ChipSpec`` or name; default: the placement in the artifact's ``/hardware``, else one Loihi 2).
     """
     for b in backends:
         registry.get(b)  # unknown names fail before any work
@@ -208,7 +224,9 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     refs = [ref_bt.sample(i) for i in range(n)]
     ref_pred = ref_bt.predictions
     result = CrosscheckResult(n_samples=n, time_steps=int(x.shape[1]), backends=[])
-    options = {"brian2": {"target": brian2_target}, "lava": {"timeout": lava_timeout}}
+    if chip is None:
+        chip = _mapped_chip(artifact_or_net)
+    options = {"brian2": {"target": brian2_target}, "lava": {"timeout": lava_timeout, "chip": chip}}
     for backend in backends:
         t0 = time.perf_counter()
         m = min(n, max(0, int(lava_samples))) if backend == "lava" else n  # Lava: one watchdog job per sample

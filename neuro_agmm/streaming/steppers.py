@@ -12,7 +12,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from neuro_agmm.artifact import ModelArtifact
+from neuro_agmm.artifact import INPUT_NODE, ModelArtifact
 from neuro_agmm.deploy.energy import Activity, activity_from_counts
 
 
@@ -109,7 +109,10 @@ class TorchFloatStepper:
         torch.set_num_threads(threads)
         self.torch = torch
         self.art = art
-        self.layers = list(model_from_artifact(art).layers)
+        net = model_from_artifact(art)
+        self.layers = list(net.layers)
+        self.shortcuts = [list(sc) for sc in net.shortcuts]  # residual branches and the nodes they read
+        self.sources = net.sources
         self.dynamics = [(float(s.leak), float(s.input_gain), float(s.threshold)) for s in art.layers]
         self.reset()
 
@@ -130,8 +133,12 @@ class TorchFloatStepper:
             x = torch.as_tensor(np.asarray(frames, np.float32)) * float(self.art.input_scale)
             t = x.shape[0]
             x = x.reshape(t, 1, -1)
+            nodes = {INPUT_NODE: x}
             for k, (layer, (leak, gain, thr)) in enumerate(zip(self.layers, self.dynamics)):
-                z = gain * layer.current(x).reshape(t, -1)
+                i = layer.current(x)
+                for sc, src in zip(self.shortcuts[k], self.sources[k]):  # a residual add, before the gain
+                    i = i + sc.current(nodes[src])
+                z = gain * i.reshape(t, -1)
                 v = self.v[k]
                 out = torch.empty_like(z)
                 for s in range(t):
@@ -145,6 +152,7 @@ class TorchFloatStepper:
                 if layer.spiking:
                     self._spikes += int(out.sum())
                 x = out.reshape(t, 1, -1)
+                nodes[layer.spec_name] = x
         return self.v[-1].numpy().astype(np.float64)
 
     def counts(self) -> dict:
