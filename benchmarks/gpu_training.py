@@ -5,8 +5,8 @@ Why: the paper's networks are trained on GPUs; this is the check a lent GPU mach
 (about 8 minutes on one H200 at the default sizes, prepared so that it runs once). It also runs on the
 CPU at small sizes, which is how it is tested here. Per run it records training samples/s, peak GPU
 memory, the test accuracy on the device, the same network's predictions after ``.cpu()`` compared with
-the device's (agreement over the test split), and, where the network exports (VGG-11; ResNet-19's
-residual graph does not yet, issue 13 item 3), the artifact's accuracy evaluated on the CPU.
+the device's (agreement over the test split), and the exported artifact's accuracy evaluated on the CPU
+(both networks export; ResNet-19 as a residual DAG, artifact format 3).
 
 Usage (on the GPU machine)::
 

@@ -43,6 +43,6 @@ def test_gpu_training_script_runs_on_the_cpu(tmp_path):
     assert [(r["arch"], r["method"]) for r in rows] == [("vgg11", "agmm"), ("vgg11", "vanilla"),
                                                         ("resnet19", "agmm"), ("resnet19", "vanilla")]
     assert all(r["cpu_device_agreement"] == 1.0 and r["samples_per_s"] > 0 for r in rows)
-    assert rows[0]["artifact_test_acc_cpu"] == pytest.approx(rows[0]["test_acc_device"])
-    assert "residual" in rows[2]["artifact_error"]
+    for r in rows:  # both networks export (ResNet-19 as a residual DAG); the artifact's float model on the CPU
+        assert r["artifact_error"] is None and r["artifact_test_acc_cpu"] == pytest.approx(r["test_acc_device"])
     assert "samples/s" in (tmp_path / "gpu.md").read_text()

@@ -298,6 +298,9 @@ def _quantize_layer(layer: LayerSpec, first: bool, input_scale: float, in_max: i
     sc_err = 0.0
     if layer.shortcuts and not layer.spiking:
         raise ValueError(f"layer {name!r}: the readout takes no residual shortcuts")
+    if len(layer.shortcuts) != len(shortcut_sources or []):  # never drop a branch silently
+        raise ValueError(f"layer {name!r}: {len(layer.shortcuts)} shortcuts but {len(shortcut_sources or [])} "
+                         f"resolved sources")
     for sc, (src, sc_in_max, from_input) in zip(layer.shortcuts, shortcut_sources or []):
         for nm in ("weight", "scale", "bias"):
             if not np.all(np.isfinite(np.asarray(getattr(sc, nm), np.float64))):

@@ -27,7 +27,21 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
-class _SynapseFixedBase(PyLoihiProcessModel):
+class _Pipelined:
+    """A residual shortcut's synapses hold their activations ``pipeline_delay`` extra steps (a FIFO, zeros until
+    it fills), so that they reach the target layer with the main branch, which is one step later per layer."""
+
+    def _pipeline(self, a: np.ndarray) -> np.ndarray:
+        d = int(self.proc_params.get("pipeline_delay", 0) or 0)
+        if d == 0:
+            return a
+        if getattr(self, "_fifo", None) is None:
+            self._fifo = [np.zeros_like(a) for _ in range(d)]
+        self._fifo.append(a)
+        return self._fifo.pop(0)
+
+
+class _SynapseFixedBase(_Pipelined, PyLoihiProcessModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
     a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
@@ -50,16 +64,6 @@ class _SynapseFixedBase(PyLoihiProcessModel):
         else:  # as Lava's DelayDense: a ring of future sums, one slot per delay
             acc = self._delayed(s_in.astype(np.int64), delays)
         self.a_buff = self._pipeline(core_spec.apply_weight_exp(acc, int(self.weight_exp.item())))
-
-    def _pipeline(self, a: np.ndarray) -> np.ndarray:
-        """Hold activations ``pipeline_delay`` extra steps (a FIFO; zeros until it fills)."""
-        d = int(self.proc_params.get("pipeline_delay", 0) or 0)
-        if d == 0:
-            return a
-        if getattr(self, "_fifo", None) is None:
-            self._fifo = [np.zeros_like(a) for _ in range(d)]
-        self._fifo.append(a)
-        return self._fifo.pop(0)
 
     def _delayed(self, s_in: np.ndarray, delays: np.ndarray) -> np.ndarray:
         if getattr(self, "_ring", None) is None:
@@ -95,7 +99,7 @@ class PyBinaryConvFixed(_SynapseFixedBase):
         return conv2d_int(s_in.reshape(p["in_shape"]), self.weights, p["stride"], p["padding"]).reshape(-1)
 
 
-class _SynapseFloatBase(PyLoihiProcessModel):
+class _SynapseFloatBase(_Pipelined, PyLoihiProcessModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     a_buff: np.ndarray = LavaPyType(np.ndarray, float)
@@ -109,7 +113,7 @@ class _SynapseFloatBase(PyLoihiProcessModel):
     def run_spk(self) -> None:
         self.a_out.send(self.a_buff)
         s_in = self.s_in.recv().astype(float)
-        self.a_buff = _SynapseFixedBase._pipeline(self, self.accumulate(s_in) * 2.0 ** float(self.weight_exp.item()))
+        self.a_buff = self._pipeline(self.accumulate(s_in) * 2.0 ** float(self.weight_exp.item()))
 
 
 @implements(proc=BinaryDense, protocol=LoihiProtocol)
