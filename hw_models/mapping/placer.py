@@ -38,7 +38,7 @@ congestion between cores, and the weight-sharing synapse formats of Loihi 2.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -381,12 +381,16 @@ def place(net: IntegerNetwork, chip: ChipSpec | str = "loihi1", max_chips: Optio
     net.validate()
     spec = chip.core
     caps = [spec.max_neurons] * len(net.layers)  # lowered where a core's fan-out is too large
+    placed: dict[tuple[int, int], list[CoreAssignment]] = {}  # (layer, cap) -> its cores from core 0
     for _ in range(64):
         per_layer: list[list[CoreAssignment]] = []
         n = 0
         for li, layer in enumerate(net.layers):
-            cs = (_place_residual(li, layer, net.sources(li), chip, n, caps[li]) if layer.shortcuts
-                  else _place_layer(li, layer, chip, n, caps[li]))
+            key = (li, caps[li])
+            if key not in placed:  # a round lowers one layer's cap: only that layer is placed again
+                placed[key] = (_place_residual(li, layer, net.sources(li), chip, 0, caps[li]) if layer.shortcuts
+                               else _place_layer(li, layer, chip, 0, caps[li]))
+            cs = [replace(c, core=c.core + n, fan_out_axons=0) for c in placed[key]]
             per_layer.append(cs)
             n += len(cs)
         for li in range(len(net.layers) - 1):
