@@ -126,7 +126,8 @@ def counts_from_spikes(net: "IntegerNetwork", inputs: np.ndarray, spikes: Sequen
     return counts_from_spike_counts(net, inputs, [np.asarray(s).sum(axis=1) for s in spikes])
 
 
-def active_updates(layer, rows: np.ndarray, connectivity=None, shortcut_rows: Sequence = ()) -> np.ndarray:
+def active_updates(layer, rows: np.ndarray, connectivity=None, shortcut_rows: Sequence = (),
+                   shortcut_connectivity: Sequence = ()) -> np.ndarray:
     """Neurons of ``layer`` that receive at least one synaptic event, per row of ``rows`` ``(N, n_in)`` (one row =
     one sample-step of the layer's input; nonzero = an event). ``(N,)`` int64.
 
@@ -134,11 +135,12 @@ def active_updates(layer, rows: np.ndarray, connectivity=None, shortcut_rows: Se
     layer's neurons whose receptive field (``geometry.synapse_list``) holds an active input. ``connectivity``:
     ``conv_connectivity(layer)``, for callers that count many chunks of one layer. ``shortcut_rows``: one
     ``(N, n_in)`` array per shortcut block of ``layer`` (its source's events); a neuron is active when any of
-    its blocks delivers an event.
+    its blocks delivers an event. ``shortcut_connectivity``: the blocks' ``conv_connectivity`` (None for dense).
     """
     hit = _block_hits(layer, rows, connectivity)
-    for sc, r in zip(layer.shortcuts, shortcut_rows):
-        hit = hit | _block_hits(sc, r)
+    conns = list(shortcut_connectivity) or [None] * len(layer.shortcuts)
+    for sc, r, conn in zip(layer.shortcuts, shortcut_rows, conns):
+        hit = hit | _block_hits(sc, r, conn)
     per_pos = layer.n_out // hit.shape[1]
     return hit.sum(axis=1).astype(np.int64) * per_pos
 

@@ -250,14 +250,21 @@ class _LayerPlan:
         self.struct[key] = out
         return out
 
-    def active_updates(self, x: np.ndarray, t: int, b: int) -> np.ndarray:
-        """``results.active_updates`` per sample for feature-major input ``x`` ``(n_in, t*b)`` (columns (t, b))."""
-        conn = None
-        if self.kind == "conv":
-            conn = self.struct.get("connectivity")
-            if conn is None:
-                conn = self.struct["connectivity"] = conv_connectivity(self.layer)
-        return active_updates(self.layer, x.T, conn).reshape(t, b).sum(axis=0)
+    def connectivity(self):
+        """``results.conv_connectivity`` of this block, built once (shared cache); None for dense blocks."""
+        if self.kind != "conv":
+            return None
+        conn = self.struct.get("connectivity")
+        if conn is None:
+            conn = self.struct["connectivity"] = conv_connectivity(self.layer)
+        return conn
+
+    def active_updates(self, x: np.ndarray, t: int, b: int, shortcut_inputs=()) -> np.ndarray:
+        """``results.active_updates`` per sample for feature-major input ``x`` ``(n_in, t*b)`` (columns (t, b));
+        ``shortcut_inputs``: the feature-major input of each shortcut block."""
+        return active_updates(self.layer, x.T, self.connectivity(), shortcut_rows=[xs.T for xs in shortcut_inputs],
+                              shortcut_connectivity=[p.connectivity() for p in self.shortcuts]
+                              ).reshape(t, b).sum(axis=0)
 
     @property
     def w_csr(self) -> sp.csr_matrix:
@@ -684,13 +691,8 @@ class Emulator:
             if plan.delay_buckets is not None:
                 acc, self._hist[k], rows[4] = _delayed_accumulate(plan, x, self._hist[k], t, b)
                 path, bound = "delayed", int(np.abs(acc).max()) if acc.size else 0
-            elif plan.shortcuts:
-                rows[4] = active_updates(plan.layer, x.T, shortcut_rows=[nodes[sc.source + 1][0].T
-                                                                         for sc in plan.layer.shortcuts]
-                                         ).reshape(t, b).sum(axis=0)
-                acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             else:
-                rows[4] = plan.active_updates(x, t, b)
+                rows[4] = plan.active_updates(x, t, b, [nodes[sc.source + 1][0] for sc in plan.layer.shortcuts])
                 acc, path, bound = _accumulate(plan, x, self.sparse_threshold, xmax)
             sc_rows = None
             if plan.shortcuts:  # rule 1b: each block through its own exponent, then the int32 sum (int64 LIF)
