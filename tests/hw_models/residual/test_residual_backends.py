@@ -164,3 +164,41 @@ def test_validation_names_bad_shortcuts():
     net.layers[-1].shortcuts = [net.layers[2].shortcuts[0]]
     with pytest.raises(ValueError, match="readout"):
         net.validate()
+
+
+def test_active_updates_are_the_union_over_blocks():
+    """A neuron update is active when any block delivers an event: checked against the synapse lists."""
+    from hw_models.geometry import synapse_list
+
+    net, x = _net(2), _inputs(2, b=2)
+    e = em.Emulator(net, 2)
+    tr = e.run(x)
+    b, t = x.shape[:2]
+    nodes = [x.reshape(b, t, -1)] + [np.asarray(s).reshape(b, t, -1) for s in tr.spikes]
+    for k, layer in enumerate(net.layers):
+        hit = np.zeros((b, t, layer.n_out), bool)
+        for blk, src in zip(layer.blocks(), net.sources(k)):
+            pre, post, _ = synapse_list(blk)
+            ev = nodes[src + 1][:, :, pre] != 0
+            for i in range(b):
+                for s in range(t):
+                    hit[i, s, post[ev[i, s]]] = True
+        np.testing.assert_array_equal(e.active_updates[k], hit.sum(axis=(1, 2)), err_msg=layer.name)
+
+
+def test_a_shortcut_alone_makes_updates_active():
+    """Main block silent (its source never spikes), shortcut fed by the input: every step with an input event
+    is an active update of the layer, in the emulator and in the energy model."""
+    from neuro_agmm.deploy.energy import activity_from_spikes
+
+    sc = IntSynapse("sc", -1, "dense", np.array([[1, 2], [3, 0], [0, 1]], np.int16), 0, 8, (2,), (3,))
+    net = IntegerNetwork([_dense("a", [[1, 1]], 0, vth=100000), _dense("b", [[1], [1], [1]], 0, shortcuts=[sc])],
+                         input_shape=(2,), input_max=3)
+    net.validate()
+    x = np.array([[[1, 0], [0, 0], [2, 3], [0, 1]]])  # events in steps 0, 2, 3
+    e = em.Emulator(net, 1)
+    tr = e.run(x)
+    assert not tr.spikes[0].any()
+    assert e.active_updates[1].tolist() == [3 * 3] and e.active_updates[0].tolist() == [3]
+    act = activity_from_spikes(net, x, tr.spikes)
+    assert act.layers[1].active_updates == 9 and act.layers[1].synops == 4 * 3  # 4 input events x fan-out 3
