@@ -37,7 +37,7 @@ def run(arch: str, method: str, a: argparse.Namespace, split) -> dict:
     cfg = TrainConfig(dataset="cifar10", data_root=a.data_root, arch=arch, method=method, epochs=a.epochs,
                       batch_size=a.batch_size, time_steps=a.time_steps, width=a.width, device=a.device,
                       loader_workers=a.loader_workers, augment="crop-flip", limit_train=a.limit_train,
-                      limit_test=a.limit_test, threads=a.threads, progress=False,
+                      limit_test=a.limit_test, threads=a.threads, progress=False, half_precision=a.half_precision,
                       out=str(Path(a.out) / f"{arch}-{method}"))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-train", type=int, default=0)
     ap.add_argument("--limit-test", type=int, default=0)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--half-precision", choices=("none", "bf16"), default="none",
+                    help="bf16: exact chunked bfloat16 products in the binary layers fed by spikes (a second run "
+                         "with it measures what it gains on the GPU)")
     a = ap.parse_args(argv)
     from neuro_agmm.data import load_dataset
 

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bn-recalibrate", type=int, metavar="BATCHES",
                     help="re-estimate batch-norm running statistics on this many training batches before every "
                          "evaluation and the export (default 16; 0: off)")
+    ap.add_argument("--half-precision", choices=("none", "bf16"),
+                    help="bf16: binary layers fed by spikes compute sign(w)·x in bfloat16, cut into exact chunks of "
+                         "<= 256 terms (the forward stays bit-identical to float32; the backward is rounded)")
     ap.add_argument("--limit-train", type=int, help="use only the first N training samples")
     ap.add_argument("--limit-test", type=int, help="use only the first N test samples")
     ap.add_argument("--eval-batch-size", type=int)

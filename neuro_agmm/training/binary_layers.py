@@ -85,15 +85,42 @@ def _channel_affine(y: torch.Tensor, scale: torch.Tensor | None, bias: torch.Ten
     return y
 
 
-def binary_linear(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``scale * (sign(w) x) + bias``; x (N, in), w (out, in)."""
-    return _channel_affine(F.linear(x, binarize(w)), scale, bias)
+HALF_EXACT_FAN_IN = {torch.bfloat16: 256, torch.float16: 2048}  # integers a half-precision output holds exactly
+
+
+def _half_exact(op, x: torch.Tensor, wb: torch.Tensor, half: torch.dtype, per_channel: int) -> torch.Tensor:
+    """``op(x, wb)`` for 0/1 spikes ``x`` and ±1 ``wb`` in half precision, exactly: the reduction is cut into chunks
+    of at most ``HALF_EXACT_FAN_IN[half]`` terms (``per_channel`` terms per input channel), whose integer sums a
+    half-precision output holds exactly, and the chunks are added in float32 (exact below 2**24). The result
+    equals the float32 ``op`` bit for bit; the backward runs in ``half`` (rounded gradients, as in any mixed
+    precision training)."""
+    step = max(1, HALF_EXACT_FAN_IN[half] // per_channel)
+    out = None
+    for c in range(0, x.shape[1], step):
+        part = op(x[:, c:c + step].to(half), wb[:, c:c + step].to(half)).float()
+        out = part if out is None else out + part
+    return out
+
+
+def binary_linear(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                  half: torch.dtype | None = None) -> torch.Tensor:
+    """``scale * (sign(w) x) + bias``; x (N, in), w (out, in). ``half``: compute ``sign(w) x`` in that precision,
+    exactly (``_half_exact``; only for 0/1 spike inputs)."""
+    wb = binarize(w)
+    z = F.linear(x, wb) if half is None else _half_exact(F.linear, x, wb, half, 1)
+    return _channel_affine(z, scale, bias)
 
 
 def binary_conv2d(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                  stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    """``scale[c] * conv(x, sign(w)) + bias[c]``; x (N, C, H, W), w (O, C, kH, kW)."""
-    return _channel_affine(F.conv2d(x, binarize(w), stride=stride, padding=padding), scale, bias)
+                  stride: tuple[int, int], padding: tuple[int, int], half: torch.dtype | None = None) -> torch.Tensor:
+    """``scale[c] * conv(x, sign(w)) + bias[c]``; x (N, C, H, W), w (O, C, kH, kW); ``half`` as in ``binary_linear``."""
+    wb = binarize(w)
+    if half is None:
+        z = F.conv2d(x, wb, stride=stride, padding=padding)
+    else:
+        z = _half_exact(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding), x, wb, half,
+                        int(wb.shape[2] * wb.shape[3]))
+    return _channel_affine(z, scale, bias)
 
 
 def int8_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -139,6 +166,8 @@ class _WeightLayer(nn.Module):
 
 
 class _BinaryMixin:
+    half_dtype: torch.dtype | None = None  # set by ``use_half_precision`` on layers that read spikes (not nn.Module.half)
+
     def _init_scale(self) -> None:
         self.scale = nn.Parameter(self.weight.detach().abs().flatten(1).mean(1).clone())
 
@@ -174,7 +203,7 @@ class BinaryLinear(_BinaryMixin, _WeightLayer):
         self._init_scale()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return binary_linear(x, self.weight, self.scale, self.bias)
+        return binary_linear(x, self.weight, self.scale, self.bias, self.half_dtype)
 
 
 class Int8Linear(_Int8Mixin, _WeightLayer):
@@ -221,7 +250,7 @@ class BinaryConv2d(_BinaryMixin, _ConvBase):
         self._init_scale()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return binary_conv2d(x, self.weight, self.scale, self.bias, self.stride, self.padding)
+        return binary_conv2d(x, self.weight, self.scale, self.bias, self.stride, self.padding, self.half_dtype)
 
 
 class Int8Conv2d(_Int8Mixin, _ConvBase):
@@ -266,3 +295,23 @@ def binary_layers(model: nn.Module) -> Iterator[tuple[str, _WeightLayer]]:
     for name, m in weight_layers(model):
         if m.precision == "binary":
             yield name, m
+
+
+HALF_PRECISIONS = {"none": None, "bf16": torch.bfloat16}
+
+
+def use_half_precision(model: nn.Module, precision: str) -> list[str]:
+    """Let the binary layers of ``model`` that read spikes compute ``sign(w) x`` in ``precision`` ("bf16" or
+    "none"), exactly (``_half_exact``); returns their names. A binary layer fed by the graded network input (the
+    first layer with ``first_last="binary"``) stays float32: its products are not integers. Only bf16 is offered:
+    fp16 gradients would need loss scaling, which AGMM's gradient hooks and the instrumentation would see."""
+    if precision not in HALF_PRECISIONS:
+        raise ValueError(f"half precision {precision!r}: choose from {', '.join(HALF_PRECISIONS)}")
+    first = getattr(model, "first_synapse", lambda: None)()
+    names = []
+    for name, m in model.named_modules():
+        if isinstance(m, _BinaryMixin):
+            m.half_dtype = HALF_PRECISIONS[precision] if m is not first else None
+            if m.half_dtype is not None:
+                names.append(name)
+    return names

@@ -103,6 +103,7 @@ class TrainConfig:
     loader_workers: int = 0  # DataLoader worker processes for training batches (0: built in this process)
     augment: str = "none"  # none | crop-flip (image-shaped inputs; see neuro_agmm.training.batches)
     bn_recalibrate: int = 16  # batches to re-estimate batch-norm running statistics on before each evaluation (0: off)
+    half_precision: str = "none"  # none | bf16: binary layers fed by spikes compute in bf16, exactly (binary_layers)
     # AGMM knobs, read by neuro_agmm.agmm.config_from (None: AGMM's default)
     agmm_where: Optional[str] = None
     agmm_alpha: Optional[str] = None
@@ -385,6 +386,10 @@ def _train(cfg: TrainConfig, callbacks: Optional[list[Callback]], resume: bool, 
                        hidden=tuple(cfg.hidden) if cfg.hidden else None, width=cfg.width,
                        forward_gate=_forward_gate(cfg))
     model = build_from_config(mcfg).to(device)
+    if cfg.half_precision != "none":  # the forward stays bit-identical; only the backward is rounded
+        from neuro_agmm.training.binary_layers import use_half_precision
+
+        use_half_precision(model, cfg.half_precision)
     D.broadcast_parameters(model, env)
     opt, sched = make_optimizer(cfg, model)
     cbs = _default_callbacks(cfg, callbacks or [])

@@ -227,6 +227,11 @@ class BSNN(nn.Module):
         self.activity = activity
         return self.readout(x)
 
+    def first_synapse(self) -> nn.Module:
+        """The weight layer that reads the network input (graded values, not spikes)."""
+        return next(iter(self.stages.values())).conv1.synapse if isinstance(
+            next(iter(self.stages.values())), ResidualBlock) else next(iter(self.stages.values())).synapse
+
     def spiking_blocks(self) -> list[tuple[str, SpikingBlock]]:
         """``(name, block)`` for every spiking block (inside residual blocks too), in order."""
         return [(n, m) for n, m in self.named_modules() if isinstance(m, SpikingBlock)]
