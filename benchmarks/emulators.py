@@ -126,18 +126,23 @@ def _products(l, w, h, t, b):
 
 
 def torch_twin(net: IntegerNetwork):
-    """Plain dense torch: every layer's products for all steps at once, then the LIF loop over time."""
+    """Plain dense torch: every layer's products for all steps at once (a residual layer adds its shortcut
+    blocks' products from their source nodes), then the LIF loop over time."""
     import torch
 
     layers = _float_layers(net)
+    shortcuts = [[(sc, torch.tensor(np.asarray(sc.weight_mant, np.float32) * 2.0 ** sc.weight_exp))
+                  for sc in l.shortcuts] for l in net.layers]
 
     def run(x: np.ndarray):
         b, t = x.shape[:2]
         with torch.no_grad():
             h = torch.as_tensor(np.ascontiguousarray(np.swapaxes(x, 0, 1)), dtype=torch.float32)
-            rates = []
-            for l, w, bias, vth, ku, kv in layers:
+            nodes, rates = [h], []
+            for (l, w, bias, vth, ku, kv), scs in zip(layers, shortcuts):
                 a = _products(l, w, h, t, b)
+                for sc, ws in scs:
+                    a = a + _products(sc, ws, nodes[sc.source + 1], t, b)
                 u = torch.zeros(b, l.n_out)
                 v = torch.zeros(b, l.n_out)
                 out = torch.empty(t, b, l.n_out)
@@ -149,6 +154,7 @@ def torch_twin(net: IntegerNetwork):
                     out[s] = spk
                 rates.append(float(out.mean()))
                 h = out
+                nodes.append(out)
         return v.argmax(1).numpy(), rates
     return run
 

@@ -1,9 +1,9 @@
 """Residual networks: the emulator's DAG path beside plain torch on the same network, inputs and batch size.
 
 The compiled kernel runs chains only, so a residual network runs on the emulator's NumPy engine (``kernel="auto"``
-falls back). This measures what that costs against the obvious alternative, a plain dense torch twin of the
-same integer network with the shortcut currents added (weights ``mantissa * 2**weight_exp`` per block, the
-LIF update of ``benchmarks/emulators.py``: float, not bit-exact), one thread each, interleaved rounds, medians
+falls back). This measures what that costs against the obvious alternative, ``benchmarks/emulators.py``'s plain
+dense torch twin of the same integer network (weights ``mantissa * 2**weight_exp`` per block, shortcut products
+added; float, not bit-exact), one thread each, interleaved rounds, medians
 and interquartile ranges, batch 1 against batch 1 and batch 16 against batch 16.
 
 Checks on the timed inputs: the emulator equals the reference (spikes, v, u) on one sample, every hidden layer
@@ -30,43 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
-from emulators import _float_layers, _products, interleaved, stats  # noqa: E402
+from emulators import interleaved, stats, torch_twin  # noqa: E402
 from hw_models.backends import emulator as em  # noqa: E402
 from hw_models.backends.reference import run_reference  # noqa: E402
-
-
-def residual_torch_twin(net):
-    """Plain dense torch with the residual adds: each layer's products (main + shortcut blocks) for all steps at
-    once, then the LIF loop over time."""
-    import torch
-
-    layers = _float_layers(net)
-    shortcuts = [[(sc, torch.tensor(np.asarray(sc.weight_mant, np.float32) * 2.0 ** sc.weight_exp))
-                  for sc in l.shortcuts] for l in net.layers]
-
-    def run(x: np.ndarray):
-        b, t = x.shape[:2]
-        with torch.no_grad():
-            h = torch.as_tensor(np.ascontiguousarray(np.swapaxes(x, 0, 1)), dtype=torch.float32)
-            nodes, rates = [h], []
-            for (l, w, bias, vth, ku, kv), scs in zip(layers, shortcuts):
-                a = _products(l, w, h, t, b)
-                for sc, ws in scs:
-                    a = a + _products(sc, ws, nodes[sc.source + 1], t, b)
-                u = torch.zeros(b, l.n_out)
-                v = torch.zeros(b, l.n_out)
-                out = torch.empty(t, b, l.n_out)
-                for s in range(t):
-                    u = ku * u + a[s]
-                    v = kv * v + u + bias
-                    spk = v > vth
-                    v = v.masked_fill(spk, 0.0)
-                    out[s] = spk
-                rates.append(float(out.mean()))
-                h = out
-                nodes.append(out)
-        return v.argmax(1).numpy(), rates
-    return run
 
 
 def main(argv=None) -> int:
@@ -89,7 +55,7 @@ def main(argv=None) -> int:
         return g.integers(0, 4, size=(batch, args.time_steps, 2, args.size, args.size)) * \
             (g.random((batch, args.time_steps, 2, args.size, args.size)) < 0.3)
 
-    twin = residual_torch_twin(net)
+    twin = torch_twin(net)  # emulators.py's plain torch twin, which adds the shortcut products
     md = [f"# Residual networks: emulator (NumPy engine) beside plain torch ({time.strftime('%Y-%m-%d')})", "",
           f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/residual_speed.py` on {platform.machine()}, "
           f"one thread each. Network: `random_residual_network` with input 2×{args.size}×{args.size}, "

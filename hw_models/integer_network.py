@@ -39,6 +39,25 @@ from hw_models import core_spec
 LayerKind = Literal["dense", "conv"]
 
 
+def _check_weights(blk, bad, what: str) -> np.ndarray:
+    """The weight checks every synapse block (a layer's or a shortcut's) passes: integer mantissas in the core's
+    range, ±1 for 1-bit blocks, the weight shape of its kind; ``bad(msg)`` builds the error. Returns the weights."""
+    w = np.asarray(blk.weight_mant)
+    if not np.issubdtype(w.dtype, np.integer):
+        raise bad(f"weight_mant must be integers, got {w.dtype}")
+    if w.size and (w.min() < core_spec.WEIGHT_MANT_MIN or w.max() > core_spec.WEIGHT_MANT_MAX):
+        raise bad(f"weight mantissa {int(w.min())}..{int(w.max())} outside "
+                  f"[{core_spec.WEIGHT_MANT_MIN}, {core_spec.WEIGHT_MANT_MAX}]")
+    if blk.weight_bits == 1 and w.size and not np.all(np.abs(w) == 1):
+        raise bad(f"a 1-bit {what} must hold only ±1 weights")
+    if blk.kind == "dense" and w.shape != (blk.n_out, blk.n_in):
+        raise bad(f"dense weights have shape {w.shape}, expected {(blk.n_out, blk.n_in)}")
+    if blk.kind == "conv" and (w.ndim != 4 or len(blk.in_shape) != 3 or w.shape[0] != blk.out_shape[0]
+                               or w.shape[1] != blk.in_shape[0]):
+        raise bad(f"conv weights {w.shape} do not match in {blk.in_shape} / out {blk.out_shape}")
+    return w
+
+
 @dataclass
 class IntSynapse:
     """An extra synapse block into a layer's neurons (a residual shortcut), read from node ``source``."""
@@ -65,21 +84,8 @@ class IntSynapse:
 
     def validate(self, owner: str) -> None:
         where = f"layer {owner!r} shortcut {self.name!r}"
-        w = np.asarray(self.weight_mant)
-        if not np.issubdtype(w.dtype, np.integer):
-            raise ValueError(f"{where}: weight_mant must be integers, got {w.dtype}")
-        if w.size and (w.min() < core_spec.WEIGHT_MANT_MIN or w.max() > core_spec.WEIGHT_MANT_MAX):
-            raise ValueError(f"{where}: weight mantissa {int(w.min())}..{int(w.max())} outside "
-                             f"[{core_spec.WEIGHT_MANT_MIN}, {core_spec.WEIGHT_MANT_MAX}]")
-        if self.weight_bits == 1 and w.size and not np.all(np.abs(w) == 1):
-            raise ValueError(f"{where}: a 1-bit block must hold only ±1 weights")
-        if self.kind == "dense" and w.shape != (self.n_out, self.n_in):
-            raise ValueError(f"{where}: dense weights have shape {w.shape}, expected {(self.n_out, self.n_in)}")
+        w = _check_weights(self, lambda msg: ValueError(f"{where}: {msg}"), "block")
         if self.kind == "conv":
-            if w.ndim != 4 or len(self.in_shape) != 3 or w.shape[0] != self.out_shape[0] or \
-                    w.shape[1] != self.in_shape[0]:
-                raise ValueError(f"{where}: conv weights {w.shape} do not match in {self.in_shape} / "
-                                 f"out {self.out_shape}")
             (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], self.stride, self.padding
             expected = (w.shape[0], (self.in_shape[1] + 2 * ph - kh) // sh + 1, (self.in_shape[2] + 2 * pw - kw) // sw + 1)
             if tuple(self.out_shape) != expected:  # the conv arithmetic of geometry.conv_output_hw
@@ -138,14 +144,7 @@ class IntLayer:
         def bad(msg: str) -> ValueError:
             return ValueError(f"layer {self.name!r}: {msg}")
 
-        w = np.asarray(self.weight_mant)
-        if not np.issubdtype(w.dtype, np.integer):
-            raise bad(f"weight_mant must be integers, got {w.dtype}")
-        if w.size and (w.min() < core_spec.WEIGHT_MANT_MIN or w.max() > core_spec.WEIGHT_MANT_MAX):
-            raise bad(f"weight mantissa {int(w.min())}..{int(w.max())} outside "
-                      f"[{core_spec.WEIGHT_MANT_MIN}, {core_spec.WEIGHT_MANT_MAX}]")
-        if self.weight_bits == 1 and w.size and not np.all(np.abs(w) == 1):
-            raise bad("a 1-bit layer must hold only ±1 weights")
+        w = _check_weights(self, bad, "layer")
         for reg, val in (("du", self.du), ("dv", self.dv)):
             if not isinstance(val, (int, np.integer)) or not 0 <= int(val) <= core_spec.DECAY_MAX:
                 raise bad(f"{reg}={val!r} is not a 12-bit unsigned integer")
@@ -162,11 +161,6 @@ class IntLayer:
             if a.size and (a.min() < lo or a.max() > hi):
                 i = int(np.argmax((a < lo) | (a > hi)))
                 raise bad(f"{reg}[{i}]={int(a[i])} outside [{lo}, {hi}]")
-        expected = (self.n_out, self.n_in) if self.kind == "dense" else None
-        if expected is not None and w.shape != expected:
-            raise bad(f"dense weights have shape {w.shape}, expected {expected}")
-        if self.kind == "conv" and (w.ndim != 4 or w.shape[0] != self.out_shape[0] or w.shape[1] != self.in_shape[0]):
-            raise bad(f"conv weights {w.shape} do not match in {self.in_shape} / out {self.out_shape}")
         if self.delay is not None:
             d = np.asarray(self.delay)
             if self.kind != "dense":

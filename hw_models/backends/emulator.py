@@ -582,6 +582,8 @@ class Emulator:
         else:
             net.validate()
             self._plans = [_LayerPlan(layer) for layer in net.layers]
+            # node outputs a shortcut reads (k + 1 for layer k): only those are kept through a chunk
+            self._shortcut_sources = {int(sc.source) + 1 for layer in net.layers for sc in layer.shortcuts}
         self.last_paths: list[str] = []
         self.reset()
 
@@ -677,7 +679,7 @@ class Emulator:
         spikes_out, v_out, u_out, counts = [], [], [], []
         self.last_paths = []
         ev = ev_in = None
-        nodes = [(x, xmax)]  # feature-major input of every node (0: the network input, k + 1: layer k's spikes)
+        nodes = [(x, xmax)]  # feature-major output of each node a shortcut reads (0: the input, k + 1: layer k)
         for k, plan in enumerate(self._plans):
             n_out = plan.n_out
             if ev is None:  # input events per sample; for k > 0 the spike count of the layer below
@@ -777,7 +779,7 @@ class Emulator:
                 x = s_rec.reshape(n_out, b)
             else:  # the next layer's input, feature-major
                 x = np.ascontiguousarray(s_rec.transpose(1, 0, 2)).reshape(n_out, t * b)
-            nodes.append((x, 1))
+            nodes.append((x, 1) if k + 1 in self._shortcut_sources else None)
             ev_in = None
             xmax = 1
             ev = ev_out

@@ -32,7 +32,7 @@ from hw_models.integer_network import IntegerNetwork
 from hw_models.backends import registry
 from hw_models.results import LayerCounts, RunTrace
 from neuro_agmm.artifact import ModelArtifact, atomic_write
-from neuro_agmm.deploy.network import integer_network
+from neuro_agmm.deploy.network import mapped_network
 
 BACKENDS = ("emulator", "brian2", "lava")  # the default comparison set; any registry name works
 
@@ -127,14 +127,16 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def network_from(artifact_or_net) -> tuple[IntegerNetwork, Optional[ModelArtifact]]:
-    """``IntegerNetwork`` from a network, a ``ModelArtifact`` or an artifact path (``deploy.network``)."""
+def network_from(artifact_or_net) -> tuple[IntegerNetwork, Optional[ModelArtifact], object]:
+    """``(net, artifact or None, chip)`` from a network, a ``ModelArtifact`` or an artifact path
+    (``deploy.network``); ``chip``: the chip profile (with its chip count) of the artifact's ``/hardware``
+    placement, ``"loihi2"`` without one; one read of the file."""
     if isinstance(artifact_or_net, IntegerNetwork):
-        return artifact_or_net, None
+        return artifact_or_net, None, "loihi2"
     if not isinstance(artifact_or_net, (str, os.PathLike, ModelArtifact)):
         raise TypeError(f"expected an IntegerNetwork, ModelArtifact or artifact path, got {type(artifact_or_net)}")
-    net, art, _ = integer_network(artifact_or_net)
-    return net, art
+    net, art, _, placement = mapped_network(artifact_or_net)
+    return net, art, placement.chip if placement is not None else "loihi2"
 
 
 def _compare(name: str, traces: Sequence[RunTrace], refs: Sequence[RunTrace], net: IntegerNetwork,
@@ -186,21 +188,6 @@ def float_agreement(art: ModelArtifact, net: IntegerNetwork, inputs: np.ndarray,
                           output_agreement=float((ft.predictions() == np.asarray(int_predictions)).mean()))
 
 
-def _mapped_chip(artifact_or_net):
-    """The chip profile (with its chip count) of the artifact's ``/hardware`` placement; ``"loihi2"`` without one."""
-    if isinstance(artifact_or_net, (str, os.PathLike)):
-        from hw_models.mapping.hardware_section import load_hardware
-        from neuro_agmm.artifact import ArtifactError
-
-        try:
-            placement = load_hardware(artifact_or_net).placement
-        except ArtifactError:
-            placement = None
-        if placement is not None:
-            return placement.chip
-    return "loihi2"
-
-
 def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BACKENDS, *,
                brian2_target: str = "numpy", lava_samples: int = 2, lava_timeout: Optional[float] = None,
                float_model: bool = True, chip=None) -> CrosscheckResult:
@@ -213,7 +200,7 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     """
     for b in backends:
         registry.get(b)  # unknown names fail before any work
-    net, art = network_from(artifact_or_net)
+    net, art, mapped_chip = network_from(artifact_or_net)
     x = np.asarray(inputs)
     if x.ndim == len(net.input_shape) + 1:
         x = x[None]
@@ -225,7 +212,7 @@ def crosscheck(artifact_or_net, inputs: np.ndarray, backends: Sequence[str] = BA
     ref_pred = ref_bt.predictions
     result = CrosscheckResult(n_samples=n, time_steps=int(x.shape[1]), backends=[])
     if chip is None:
-        chip = _mapped_chip(artifact_or_net)
+        chip = mapped_chip
     options = {"brian2": {"target": brian2_target}, "lava": {"timeout": lava_timeout, "chip": chip}}
     for backend in backends:
         t0 = time.perf_counter()

@@ -109,10 +109,8 @@ class TorchFloatStepper:
         torch.set_num_threads(threads)
         self.torch = torch
         self.art = art
-        net = model_from_artifact(art)
-        self.layers = list(net.layers)
-        self.shortcuts = [list(sc) for sc in net.shortcuts]  # residual branches and the nodes they read
-        self.sources = net.sources
+        self.net = model_from_artifact(art)
+        self.layers = list(self.net.layers)
         self.dynamics = [(float(s.leak), float(s.input_gain), float(s.threshold)) for s in art.layers]
         self.reset()
 
@@ -135,10 +133,7 @@ class TorchFloatStepper:
             x = x.reshape(t, 1, -1)
             nodes = {INPUT_NODE: x}
             for k, (layer, (leak, gain, thr)) in enumerate(zip(self.layers, self.dynamics)):
-                i = layer.current(x)
-                for sc, src in zip(self.shortcuts[k], self.sources[k]):  # a residual add, before the gain
-                    i = i + sc.current(nodes[src])
-                z = gain * i.reshape(t, -1)
+                z = gain * self.net.current(k, x, nodes).reshape(t, -1)  # residual adds included, before the gain
                 v = self.v[k]
                 out = torch.empty_like(z)
                 for s in range(t):

@@ -185,17 +185,20 @@ class ArtifactNet(nn.Module):
         from neuro_agmm.artifact import INPUT_NODE
 
         nodes = {INPUT_NODE: x}
-        for layer, shortcuts, sources in zip(self.layers, self.shortcuts, self.sources):
-            if shortcuts:
-                i = layer.current(x)
-                for sc, src in zip(shortcuts, sources):
-                    i = i + sc.current(nodes[src])
-                x = layer.neurons(i)
-            else:
-                x = layer(x)
+        for k, layer in enumerate(self.layers):
+            x = layer.neurons(self.current(k, x, nodes))
             nodes[layer.spec_name] = x
         self.activity = {l.spec_name: l.rate for l in self.layers if l.spiking}
         return x
+
+
+    def current(self, k: int, x: torch.Tensor, nodes: dict) -> torch.Tensor:
+        """Layer ``k``'s synaptic current for its input ``x``: its main block's, plus each shortcut's on the
+        output of its source node in ``nodes`` (name -> ``(T, B, ...)``), in the trained block's order."""
+        i = self.layers[k].current(x)
+        for sc, src in zip(self.shortcuts[k], self.sources[k]):
+            i = i + sc.current(nodes[src])
+        return i
 
 
 def _as_layer(sc, target: LayerSpec) -> LayerSpec:

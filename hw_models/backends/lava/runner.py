@@ -396,9 +396,7 @@ def _build(net: IntegerNetwork, data: np.ndarray, period: int, n_windows: int, r
                           name=f"{layer.name}_lif")
         prev_out.connect(syn.s_in)
         syn.a_out.connect(lif.a_in)
-        for sc in layer.shortcuts:  # rule 1b: more blocks into the same a_in, which sums them
-            from hw_models.backends.lava.procs.process import BinaryConv, BinaryDense
-
+        for sc in layer.shortcuts:  # rule 1b: more blocks into the same a_in, which sums them (never stock)
             args = dict(weights=sc.weight_mant, weight_exp=int(sc.weight_exp),
                         num_message_bits=8 if sc.source < 0 and net.input_max > 1 else 0,
                         pipeline_delay=shortcut_delay(k, sc.source), name=f"{layer.name}_{sc.name}_syn")
